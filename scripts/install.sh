@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Creates .venv with every dependency, builds fastBPE's Python extension and its C++ `fast`
+# binary (learnbpe/applybpe/getvocab). Idempotent: returns at once when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+FASTBPE_VERSION=0.1.0
+stamp_src=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
+STAMP="$VENV/.installed-$stamp_src"
+
+if [[ -f "$STAMP" && -x "$VENV/bin/fast" && -x "$VENV/bin/python" ]]; then
+  exit 0
+fi
+
+echo "[install] creating $VENV (a few minutes on first run)"
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+pip_install() { "$VENV/bin/pip" install --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true; }
+
+# torch first: the pinned CPU wheel is local; an unpinned resolver would fetch CUDA builds.
+pip_install "torch==2.13.0"
+# fastBPE 0.1.0 needs Cython at build time and no build isolation.
+pip_install cython wheel "setuptools>=68" numpy
+pip_install --no-build-isolation "fastBPE==$FASTBPE_VERSION"
+pip_install -e ".[test]"
+"$VENV/bin/python" -c "import torch, prefect, ray.train, mlflow, fastBPE, sacremoses, wikiextractor, transformers" \
+  || { echo "[install] a dependency failed to import; see the pip output above" >&2; exit 1; }
+
+# The `fast` binary (learnbpe/getvocab live only there) is compiled from the same sdist.
+if [[ ! -x "$VENV/bin/fast" ]]; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  "$VENV/bin/pip" download --disable-pip-version-check -q --no-deps --no-binary :all: \
+    "fastBPE==$FASTBPE_VERSION" -d "$tmp" 2>&1 | grep -v "is ignored" || true
+  tar -xzf "$tmp"/fastBPE-*.tar.gz -C "$tmp"
+  src=$(dirname "$(find "$tmp" -name main.cc -path '*fastBPE*' | head -1)")
+  g++ -std=c++11 -pthread -O3 "$src/main.cc" -I"$src" -o "$VENV/bin/fast.tmp"
+  mv "$VENV/bin/fast.tmp" "$VENV/bin/fast"
+fi
+
+rm -f "$VENV"/.installed-*
+touch "$STAMP"
+echo "[install] done: $VENV"

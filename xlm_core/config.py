@@ -1,0 +1,473 @@
+"""Typed experiment configuration: one YAML file per experiment, validated by pydantic.
+
+`load_config(path, overrides)` is the only function that reads configuration files.
+Every model forbids unknown keys, so a typo fails with the dotted key named.
+Model field names match transformers' `XLMConfig`, so export is a copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+__all__ = [
+    "CheckpointConfig",
+    "ConfigError",
+    "DataConfig",
+    "ExperimentConfig",
+    "ExportConfig",
+    "ModelConfig",
+    "ObjectivesConfig",
+    "OpusCorpus",
+    "OptimConfig",
+    "PipelineConfig",
+    "ScalingConfig",
+    "TokenizationConfig",
+    "BPEConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "WikipediaConfig",
+    "config_hash",
+    "load_config",
+    "parse_overrides",
+    "to_dict",
+]
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "configs" / "presets"
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the dotted key and the fix."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _split_lang_pair(item: str) -> tuple[str, str | None]:
+    if "-" in item:
+        first, second = item.split("-", 1)
+        return first, second
+    return item, None
+
+
+class ExperimentConfig(_Section):
+    name: str = Field(description="Experiment name: MLflow experiment, Ray run name and the work directory's leaf.")
+    workdir: str = Field(
+        default="work/{name}",
+        description="Where every stage writes; relative paths are resolved against the current directory. "
+        "`{name}` is replaced by experiment.name.",
+    )
+    seed: int = Field(default=0, description="Seed for data splits, sampling, masking and initialisation.")
+
+
+class WikipediaConfig(_Section):
+    base_url: str = Field(
+        default="https://dumps.wikimedia.org",
+        description="Dump server or mirror (http(s)://, file:// or a local directory).",
+    )
+    dump_date: str = Field(
+        default="20240101",
+        description="Pinned dump date YYYYMMDD; `latest` is resolved to a date and recorded in the run.",
+    )
+    multistream: bool = Field(default=False, description="Use the pages-articles-multistream file.")
+    processes: int = Field(default=2, ge=1, description="WikiExtractor worker processes.")
+    max_articles: int | None = Field(default=None, ge=1, description="Keep only the first N articles (debugging).")
+
+    @field_validator("dump_date")
+    @classmethod
+    def _check_date(cls, value: str) -> str:
+        if value != "latest" and not (len(value) == 8 and value.isdigit()):
+            raise ValueError("must be YYYYMMDD or 'latest'")
+        return value
+
+
+class OpusCorpus(_Section):
+    corpus: str = Field(description="OPUS corpus name, e.g. MultiUN, EUbookshop, OpenSubtitles.")
+    version: str = Field(description="OPUS release, e.g. v1, v2, v2018.")
+    pair: str = Field(description="Language pair l1-l2 (any order; OPUS sorts it).")
+
+
+class DataConfig(_Section):
+    langs: list[str] = Field(description="Languages of the model, e.g. [en, fr]; ids are assigned alphabetically.")
+    mono_langs: list[str] | None = Field(
+        default=None, description="Languages with monolingual (Wikipedia) data; default: all of `langs`."
+    )
+    wikipedia: WikipediaConfig = Field(default_factory=WikipediaConfig)
+    opus_base_url: str = Field(
+        default="https://object.pouta.csc.fi",
+        description="OPUS object store or mirror (http(s)://, file:// or a local directory).",
+    )
+    parallel: list[OpusCorpus] = Field(default_factory=list, description="Parallel corpora to fetch from OPUS.")
+    valid_size: int = Field(default=5000, ge=1, description="Lines held out for validation per language/pair.")
+    test_size: int = Field(default=5000, ge=1, description="Lines held out for test per language/pair.")
+    demo_mirror: bool = Field(
+        default=False,
+        description="Build a Wikipedia/OPUS mirror offline from this machine's man pages and gettext catalogs, "
+        "and point the base URLs at it (the demo).",
+    )
+    demo_max_pages: int = Field(default=400, ge=1, description="Man pages per language in the demo mirror.")
+    demo_max_pairs: int = Field(default=30000, ge=1, description="Sentence pairs in the demo OPUS zip.")
+
+    @model_validator(mode="after")
+    def _check_langs(self) -> DataConfig:
+        if len(set(self.langs)) != len(self.langs):
+            raise ValueError("data.langs has duplicates")
+        for lang in self.mono_langs or []:
+            if lang not in self.langs:
+                raise ValueError(f"data.mono_langs: {lang!r} is not in data.langs")
+        for item in self.parallel:
+            l1, l2 = _split_lang_pair(item.pair)
+            if l2 is None or l1 not in self.langs or l2 not in self.langs:
+                raise ValueError(f"data.parallel: pair {item.pair!r} must be l1-l2 with both in data.langs")
+        return self
+
+    @property
+    def mono(self) -> list[str]:
+        return list(self.mono_langs) if self.mono_langs is not None else list(self.langs)
+
+    @property
+    def pairs(self) -> list[str]:
+        """Distinct parallel pairs, each written `min-max` as OPUS sorts them."""
+        seen: list[str] = []
+        for item in self.parallel:
+            l1, l2 = _split_lang_pair(item.pair)
+            pair = "-".join(sorted([l1, l2 or ""]))
+            if pair not in seen:
+                seen.append(pair)
+        return seen
+
+
+class TokenizationConfig(_Section):
+    lowercase_and_remove_accent: bool = Field(
+        default=True, description="Lowercase and strip accents (XNLI-15 style); NFC applied afterwards."
+    )
+    per_lang_lowercase: dict[str, bool] = Field(
+        default_factory=dict, description="Per-language override of lowercase_and_remove_accent."
+    )
+    workers: int = Field(default=2, ge=1, description="Processes used for tokenization.")
+
+    def lowercase_for(self, lang: str) -> bool:
+        return self.per_lang_lowercase.get(lang, self.lowercase_and_remove_accent)
+
+
+class BPEConfig(_Section):
+    codes: int = Field(default=30000, ge=1, description="Number of BPE merge operations (fastBPE learnbpe).")
+    sample_alpha: float = Field(
+        default=0.5, gt=0, le=1, description="Multinomial language sampling exponent for the BPE training sample."
+    )
+    sample_size: int = Field(default=10_000_000, ge=1, description="Lines in the BPE training sample.")
+    max_vocab: int = Field(default=-1, description="Keep only the most frequent N entries (-1: all).")
+    min_count: int = Field(default=0, ge=0, description="Drop vocabulary entries rarer than this.")
+
+
+class ModelConfig(_Section):
+    emb_dim: int = Field(default=512, ge=8, description="Hidden size; FFN width is 4x.")
+    n_layers: int = Field(default=4, ge=1, description="Transformer layers.")
+    n_heads: int = Field(default=8, ge=1, description="Attention heads.")
+    dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout after embeddings, attention and FFN.")
+    attention_dropout: float = Field(default=0.1, ge=0, lt=1, description="Dropout on attention weights.")
+    gelu_activation: bool = Field(default=True, description="GELU (erf) if true, else ReLU.")
+    sinusoidal_embeddings: bool = Field(default=False, description="Fixed sinusoidal positions.")
+    use_lang_emb: bool = Field(default=True, description="Language embeddings (only when n_langs > 1).")
+    max_position_embeddings: int = Field(default=512, ge=1, description="Position table size.")
+    layer_norm_eps: float = Field(default=1e-12, gt=0, description="LayerNorm epsilon (XLM: 1e-12).")
+    tie_word_embeddings: bool = Field(default=True, description="Tie the output projection to the embeddings.")
+    causal: bool | None = Field(
+        default=None,
+        description="Causal attention at export; default: true iff trained with CLM steps only.",
+    )
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> ModelConfig:
+        if self.emb_dim % self.n_heads:
+            raise ValueError(f"model.emb_dim ({self.emb_dim}) must be divisible by model.n_heads ({self.n_heads})")
+        return self
+
+
+class ObjectivesConfig(_Section):
+    clm_steps: list[str] = Field(default_factory=list, description="CLM steps: languages or pairs (l1-l2).")
+    mlm_steps: list[str] = Field(default_factory=list, description="MLM steps (languages) and TLM steps (pairs).")
+    word_pred: float = Field(default=0.15, gt=0, lt=1, description="Fraction of tokens predicted in MLM.")
+    word_mask_keep_rand: tuple[float, float, float] = Field(
+        default=(0.8, 0.1, 0.1), description="Probabilities of <mask>/keep/random for predicted tokens."
+    )
+    sample_alpha: float = Field(default=0.0, ge=0, lt=1, description="Frequency smoothing of MLM targets (0: off).")
+    bptt: int = Field(default=256, ge=2, description="Stream chunk length for CLM/MLM.")
+    batch_size: int = Field(default=64, ge=1, description="Sequences per batch for CLM/MLM streams.")
+    tokens_per_batch: int = Field(default=4000, ge=16, description="Token budget of a TLM batch.")
+    max_len: int = Field(default=100, ge=1, description="Max BPE tokens per sentence in TLM training.")
+    lg_sampling_factor: float = Field(
+        default=-1.0, description="alpha for language sampling q ~ p^alpha (-1: uniform over steps)."
+    )
+
+    @field_validator("word_mask_keep_rand")
+    @classmethod
+    def _check_probs(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(v < 0 for v in value) or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError("must be three non-negative probabilities summing to 1")
+        return value
+
+    @model_validator(mode="after")
+    def _check_steps(self) -> ObjectivesConfig:
+        if not self.clm_steps and not self.mlm_steps:
+            raise ValueError("objectives: set at least one of clm_steps / mlm_steps")
+        for key in ("clm_steps", "mlm_steps"):
+            steps = getattr(self, key)
+            if len(set(steps)) != len(steps):
+                raise ValueError(f"objectives.{key} has duplicates")
+        return self
+
+
+class OptimConfig(_Section):
+    name: Literal["adam", "adam_inverse_sqrt"] = Field(default="adam_inverse_sqrt", description="Optimizer/schedule.")
+    lr: float = Field(default=1e-4, gt=0, description="Peak learning rate.")
+    beta1: float = Field(default=0.9, ge=0, lt=1, description="Adam beta1.")
+    beta2: float = Field(default=0.98, ge=0, lt=1, description="Adam beta2.")
+    eps: float = Field(default=1e-8, gt=0, description="Adam epsilon.")
+    weight_decay: float = Field(default=0.0, ge=0, description="Decoupled weight decay.")
+    warmup_updates: int = Field(default=4000, ge=0, description="Linear warmup updates (adam_inverse_sqrt).")
+    warmup_init_lr: float = Field(default=1e-7, ge=0, description="Learning rate at update 0.")
+    clip_grad_norm: float = Field(default=5.0, ge=0, description="Gradient clipping norm (0: off).")
+    accumulate_gradients: int = Field(default=1, ge=1, description="Micro-batches per optimizer update.")
+
+
+class TrainConfig(_Section):
+    steps_per_epoch: int = Field(default=1000, ge=1, description="Optimizer updates per epoch (per worker).")
+    max_epochs: int = Field(default=100, ge=1, description="Upper bound on epochs.")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(default="fp32", description="Autocast precision.")
+    compile: bool = Field(default=False, description="torch.compile the model.")
+    log_every: int = Field(default=20, ge=1, description="Log training metrics every N updates.")
+    eval_max_batches: int | None = Field(
+        default=None, ge=1, description="Cap on evaluation batches per set (None: full sets)."
+    )
+    validation_metrics: list[str] = Field(
+        default_factory=lambda: ["_valid_mlm_ppl"],
+        description="Metrics for best checkpoints; a leading `_` means lower is better.",
+    )
+    stopping_criterion: str | None = Field(
+        default=None, description="`metric,patience`, e.g. `_valid_mlm_ppl,10` (None: never stop early)."
+    )
+
+    @field_validator("stopping_criterion")
+    @classmethod
+    def _check_stopping(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = value.split(",")
+        if len(parts) != 2 or not parts[1].strip().isdigit():
+            raise ValueError("must be `metric,patience`, e.g. `_valid_mlm_ppl,10`")
+        return value
+
+
+class CheckpointConfig(_Section):
+    num_to_keep: int = Field(default=3, ge=1, description="Checkpoints kept by Ray Train.")
+    storage_path: str | None = Field(
+        default=None, description="Ray Train storage (local path or s3://); default: <workdir>/ray."
+    )
+
+
+class ScalingConfig(_Section):
+    num_workers: int = Field(default=2, ge=1, description="Ray Train workers.")
+    use_gpu: bool = Field(default=False, description="One GPU per worker.")
+    cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per worker.")
+    ray_address: str | None = Field(
+        default=None, description="Existing Ray cluster (`auto`, `ray://host:10001`); default: start a local one."
+    )
+    torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")
+    max_failures: int = Field(default=2, ge=-1, description="Worker-group restarts before the run fails.")
+
+
+class TrackingConfig(_Section):
+    experiment: str | None = Field(default=None, description="MLflow experiment; default: experiment.name.")
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else sqlite:///<workdir>/mlflow.db.",
+    )
+    system_metrics: bool = Field(default=False, description="Log MLflow system metrics during training.")
+
+
+class ExportConfig(_Section):
+    bos_token: Literal["</s>", "<s>"] = Field(
+        default="</s>", description="tokenizer bos_token; `</s>` reproduces XLM's training layout."
+    )
+
+
+class PipelineConfig(_Section):
+    experiment: ExperimentConfig
+    data: DataConfig
+    tokenization: TokenizationConfig = Field(default_factory=TokenizationConfig)
+    bpe: BPEConfig = Field(default_factory=BPEConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objectives: ObjectivesConfig
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
+
+    @model_validator(mode="after")
+    def _check_cross(self) -> PipelineConfig:
+        langs = set(self.data.langs)
+        pairs = set(self.data.pairs)
+        for key in ("clm_steps", "mlm_steps"):
+            for step in getattr(self.objectives, key):
+                l1, l2 = _split_lang_pair(step)
+                if l2 is None:
+                    if l1 not in self.data.mono:
+                        raise ValueError(f"objectives.{key}: {step!r} has no monolingual data (data.mono_langs)")
+                elif "-".join(sorted([l1, l2])) not in pairs:
+                    raise ValueError(f"objectives.{key}: pair {step!r} has no parallel corpus in data.parallel")
+                elif l1 not in langs or l2 not in langs:
+                    raise ValueError(f"objectives.{key}: {step!r} uses a language outside data.langs")
+        for metric in self.train.validation_metrics:
+            if not metric.lstrip("_").startswith(("valid_", "test_")):
+                raise ValueError(f"train.validation_metrics: {metric!r} must name a valid_/test_ metric")
+        return self
+
+    # Derived values used across stages.
+    @property
+    def lang2id(self) -> dict[str, int]:
+        """Alphabetical language ids, as the original XLM assigns them."""
+        return {lang: i for i, lang in enumerate(sorted(self.data.langs))}
+
+    @property
+    def causal(self) -> bool:
+        if self.model.causal is not None:
+            return self.model.causal
+        return bool(self.objectives.clm_steps) and not self.objectives.mlm_steps
+
+    @property
+    def workdir(self) -> Path:
+        return Path(self.experiment.workdir.format(name=self.experiment.name)).expanduser().resolve()
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.tracking.tracking_uri:
+            return self.tracking.tracking_uri
+        if os.environ.get("MLFLOW_TRACKING_URI"):
+            return os.environ["MLFLOW_TRACKING_URI"]
+        return f"sqlite:///{self.workdir / 'mlflow.db'}"
+
+    @property
+    def mlflow_experiment(self) -> str:
+        return self.tracking.experiment or self.experiment.name
+
+
+def _parse_value(raw: str) -> Any:
+    """Parse an override value with YAML rules (numbers, booleans, lists, null)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["model.emb_dim=512", ...]` -> `{"model.emb_dim": 512, ...}`."""
+    result: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, raw = item.split("=", 1)
+        result[key.strip()] = _parse_value(raw)
+    return result
+
+
+def _apply_override(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"override {dotted!r}: {prefix!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _format_errors(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for item in error.errors():
+        dotted = ".".join(str(p) for p in item["loc"]) or "(root)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message = "unknown key; check its spelling against the config reference in README.md"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        lines.append(f"  {dotted}: {message}")
+    return "\n".join(lines)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file not found: {path}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A file path, or the name of a preset under configs/presets (with or without .yaml)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    preset = PRESET_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if preset.exists():
+        return preset
+    raise ConfigError(f"config file not found: {name_or_path} (nor a preset in {PRESET_DIR})")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> PipelineConfig:
+    """Read a YAML experiment file (or preset name), apply dotted overrides and validate."""
+    source = resolve_config_path(path)
+    tree = _read_yaml(source)
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    for key, value in (overrides or {}).items():
+        _apply_override(tree, key, value)
+    return config_from_dict(tree, source=str(source))
+
+
+def config_from_dict(tree: dict[str, Any], *, source: str = "<dict>") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from e
+
+
+def to_dict(config: BaseModel) -> dict[str, Any]:
+    """JSON-compatible dict of a config (or one of its sections)."""
+    return config.model_dump(mode="json")
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"model": {"emb_dim": 8}}` -> `{"model.emb_dim": 8}`; lists are kept as JSON strings."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, dotted + "."))
+        elif isinstance(value, (list, tuple, dict)):
+            flat[dotted] = json.dumps(value)
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def config_hash(section: BaseModel | dict[str, Any]) -> str:
+    """Stable short hash of a config section (cache keys)."""
+    data = section if isinstance(section, dict) else to_dict(section)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
