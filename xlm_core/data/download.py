@@ -141,7 +141,7 @@ def _open(url: str, *, timeout: float, offset: int = 0) -> http.client.HTTPRespo
         raise _http_error(url, e) from e
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", e)
-        raise TransientDownloadError(f"cannot connect: {reason}", url=url) from e
+        raise TransientDownloadError(f"no response: {reason}", url=url) from e
 
 
 def read_url(url: str, *, timeout: float = 30, retries: int = 5, backoff: float = 1.0) -> bytes:
@@ -209,7 +209,7 @@ def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None) -> bo
         received = 0
         with open(part, "ab" if resumed else "wb") as handle:
             try:
-                while chunk := response.read(CHUNK):
+                while chunk := response.read1(CHUNK):
                     handle.write(chunk)
                     received += len(chunk)
                     progress.update(len(chunk))

@@ -15,7 +15,7 @@ import multiprocessing
 import time
 import unicodedata
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ def _check_lang(lang: str) -> None:
         )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _moses(lang: str) -> tuple[MosesPunctNormalizer, MosesTokenizer]:
     """One normaliser/tokenizer pair per language and process (building them loads regex tables)."""
     normalizer = MosesPunctNormalizer(lang, pre_replace_unicode_punct=True, post_remove_control_chars=True)
@@ -167,6 +167,12 @@ def tokenize_file(
     progress.done()
     result: dict[str, Any] = dict(stats)
     result["seconds"] = round(time.monotonic() - start, 3)
-    logger.info("tokenized %s -> %s: %d lines, %d tokens, %d empty", in_path, out_path, stats["lines"],
-                stats["tokens"], stats["empty_lines"])
+    logger.info(
+        "tokenized %s -> %s: %d lines, %d tokens, %d empty",
+        in_path,
+        out_path,
+        stats["lines"],
+        stats["tokens"],
+        stats["empty_lines"],
+    )
     return result

@@ -1,0 +1,16 @@
+"""Export flow: Hugging Face directory from the best checkpoint, checked with transformers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from tasks.export import export_model, verify_export
+
+
+@flow(name="xlm-export", log_prints=True)
+def export(config: dict[str, Any], checkpoint_dir: str, run_id: str | None = None) -> dict[str, Any]:
+    export_dir = export_model(config, checkpoint_dir, run_id)
+    max_diff = verify_export(config, export_dir, checkpoint_dir)
+    return {"export_dir": export_dir, "max_abs_logit_diff": max_diff}

@@ -1,0 +1,108 @@
+"""Prefect tasks for data preparation: one `xlm_core.data.stages` call each.
+
+Downloads retry transient network failures only; local steps never retry.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from tasks._common import typed
+from xlm_core.data import stages
+from xlm_core.data.download import TransientDownloadError
+
+__all__ = [
+    "apply_bpe",
+    "binarize",
+    "build_dictionary",
+    "extract_wikipedia",
+    "fetch_opus",
+    "fetch_wikipedia",
+    "learn_bpe",
+    "plan_data",
+    "prepare_sources",
+    "read_parallel",
+    "split_mono",
+    "split_para",
+    "tokenize",
+]
+
+
+def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    try:
+        state.result()
+    except TransientDownloadError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+_NET = {"retries": 3, "retry_delay_seconds": [10, 60, 300], "retry_condition_fn": _transient}
+
+
+@task(name="prepare-sources")
+def prepare_sources(config: dict[str, Any]) -> dict[str, str]:
+    return stages.prepare_sources(typed(config))
+
+
+@task(name="fetch-wikipedia", task_run_name="fetch-wikipedia-{lang}", **_NET)
+def fetch_wikipedia(config: dict[str, Any], lang: str, base_url: str) -> str:
+    return stages.fetch_wikipedia(typed(config), lang, base_url)
+
+
+@task(name="extract-wikipedia", task_run_name="wikiextractor-{lang}")
+def extract_wikipedia(config: dict[str, Any], lang: str, dump_path: str) -> dict[str, Any]:
+    return stages.extract_wikipedia(typed(config), lang, dump_path)
+
+
+@task(name="fetch-opus", task_run_name="fetch-opus-{index}", **_NET)
+def fetch_opus(config: dict[str, Any], index: int, base_url: str) -> str:
+    return stages.fetch_opus(typed(config), index, base_url)
+
+
+@task(name="read-parallel", task_run_name="read-parallel-{pair}")
+def read_parallel(config: dict[str, Any], pair: str, zip_paths: list[str]) -> dict[str, Any]:
+    return stages.read_parallel(typed(config), pair, zip_paths)
+
+
+@task(name="split-mono", task_run_name="split-{lang}")
+def split_mono(config: dict[str, Any], lang: str) -> dict[str, Any]:
+    return stages.split_mono(typed(config), lang)
+
+
+@task(name="split-para", task_run_name="split-{pair}")
+def split_para(config: dict[str, Any], pair: str) -> dict[str, Any]:
+    return stages.split_para(typed(config), pair)
+
+
+@task(name="plan-data")
+def plan_data(config: dict[str, Any]) -> dict[str, Any]:
+    return stages.plan_data(typed(config))
+
+
+@task(name="tokenize", task_run_name="tokenize-{unit[lang]}-{unit[split]}-{unit[pair]}")
+def tokenize(config: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
+    return stages.tokenize_unit(typed(config), unit)
+
+
+@task(name="learn-bpe")
+def learn_bpe(config: dict[str, Any]) -> dict[str, Any]:
+    return stages.learn_bpe_codes(typed(config))
+
+
+@task(name="apply-bpe", task_run_name="apply-bpe-{unit[lang]}-{unit[split]}-{unit[pair]}")
+def apply_bpe(config: dict[str, Any], unit: dict[str, Any]) -> str:
+    return stages.apply_bpe_unit(typed(config), unit)
+
+
+@task(name="build-dictionary")
+def build_dictionary(config: dict[str, Any]) -> dict[str, Any]:
+    return stages.build_dictionary(typed(config))
+
+
+@task(name="binarize", task_run_name="binarize-{unit[lang]}-{unit[split]}-{unit[pair]}")
+def binarize(config: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
+    return stages.binarize_unit(typed(config), unit)

@@ -1,0 +1,53 @@
+"""The pretraining task: one MLflow child run, one Ray Train job (resumed, never skipped)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from prefect import task
+
+from tasks._common import typed
+from tasks.tracking import prefect_tags, client_for, ensure_experiment, log_params
+from xlm_core.paths import WorkLayout
+from xlm_core.train.ray_launcher import launch, ray_run_name
+
+__all__ = ["pretrain"]
+
+
+def _child_run(config: dict[str, Any], parent_run_id: str) -> str:
+    """The training run of this Ray run name under `parent_run_id`; created on first use, reused on retry."""
+    cfg = typed(config)
+    client = client_for(cfg)
+    experiment_id = ensure_experiment(cfg)
+    name = ray_run_name(cfg)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`xlm.ray_run_name` = '{name}'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name="pretrain",
+                            tags=prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": "pretrain",
+                                                    "xlm.ray_run_name": name})
+    log_params(client, run.info.run_id, config)
+    layout = WorkLayout(cfg.workdir)
+    for path in (layout.dictionary, layout.codes):
+        client.log_artifact(run.info.run_id, str(path), "vocabulary")
+    return run.info.run_id
+
+
+@task(name="pretrain", task_run_name="pretrain-ray-train")
+def pretrain(config: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
+    cfg = typed(config)
+    run_id = _child_run(config, parent_run_id)
+    client = client_for(cfg)
+    try:
+        outcome = launch(cfg, run_id=run_id, tracking_uri=cfg.tracking_uri)
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.log_artifacts(run_id, outcome.best_checkpoint, "best_checkpoint")
+    client.set_terminated(run_id, status="FINISHED")
+    return {"run_id": run_id, **asdict(outcome)}

@@ -1,0 +1,165 @@
+"""`xlm` command line: run the pipeline, inspect configs and models, export checkpoints.
+
+Embedded defaults are set here, before Prefect is imported: a project-local Prefect home with
+its SQLite database (ephemeral API) unless PREFECT_API_URL is set; the MLflow store lives in the
+experiment's work directory unless MLFLOW_TRACKING_URI is set; Ray starts locally unless
+`scaling.ray_address` is configured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _project_home() -> Path:
+    """The repository root when run from a checkout, else the current directory."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
+
+
+def set_embedded_defaults() -> None:
+    env = os.environ
+    if not env.get("PREFECT_API_URL"):
+        env.setdefault("PREFECT_HOME", str(_project_home() / ".prefect"))
+    env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    env.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
+    env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "xlm_core")
+    env.setdefault("DO_NOT_TRACK", "1")
+    env.setdefault("RAY_AUTH_MODE", "disabled")
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from xlm_core.config import load_config, parse_overrides
+
+    overrides = parse_overrides(args.set)
+    cfg = load_config(args.config, overrides)  # fail fast, before any server starts
+    print(f"[xlm] experiment {cfg.experiment.name}: work directory {cfg.workdir}")
+    print(f"[xlm] Prefect: {os.environ.get('PREFECT_API_URL') or 'ephemeral API, home ' + os.environ['PREFECT_HOME']}")
+    print(f"[xlm] MLflow: {cfg.tracking_uri}")
+    from flows.pipeline import xlm_pipeline
+
+    summary = xlm_pipeline(str(Path(args.config)), overrides)
+    print(_summary_text(summary))
+    return 0
+
+
+def _summary_text(summary: dict) -> str:
+    lines = ["", "[xlm] pipeline finished"]
+    lines.append(f"  Prefect flow run : {summary['prefect_flow_run_id']}")
+    home = os.environ.get("PREFECT_HOME", "~/.prefect")
+    if not os.environ.get("PREFECT_API_URL"):
+        lines.append(f"    see it in the UI: PREFECT_HOME={home} .venv/bin/prefect server start  "
+                     "(then open http://127.0.0.1:4200/runs)")
+    lines.append(f"  MLflow runs      : pipeline {summary['mlflow_pipeline_run_id']}, "
+                 f"training {summary['mlflow_training_run_id']}")
+    uri = summary["mlflow_tracking_uri"]
+    if uri.startswith("sqlite:"):
+        artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
+        lines.append(f"    dashboard: .venv/bin/mlflow ui --backend-store-uri {uri} "
+                     f"--default-artifact-root {artifacts} --host 127.0.0.1 --port 5000")
+    lines.append(f"  Export           : {summary['export_dir']} (transformers max |Δ logits| "
+                 f"{summary['max_abs_logit_diff']:.2e})")
+    for key, value in summary.get("metrics", {}).items():
+        if key.startswith("valid_"):
+            lines.append(f"    {key} = {value}")
+    return "\n".join(lines)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from xlm_core.config import load_config, to_dict
+
+    cfg = load_config(args.config, args.set)
+    print(json.dumps(to_dict(cfg), indent=2))
+    return 0
+
+
+def _cmd_model_info(args: argparse.Namespace) -> int:
+    from xlm_core.config import load_config
+    from xlm_core.model import XLMArchitecture, count_parameters
+
+    cfg = load_config(args.config, args.set)
+    arch = XLMArchitecture.from_config(cfg.model, vocab_size=args.vocab_size or _preset_vocab(cfg),
+                                       n_langs=len(cfg.data.langs))
+    info = arch.to_dict() | {"causal": cfg.causal, "ffn_dim": 4 * arch.emb_dim,
+                             "num_parameters": count_parameters(arch)}
+    for key, value in info.items():
+        print(f"{key:>24}: {value}")
+    print(f"{'parameters':>24}: {info['num_parameters'] / 1e6:.1f}M")
+    return 0
+
+
+def _preset_vocab(cfg: object) -> int:
+    bpe = cfg.bpe  # type: ignore[attr-defined]
+    if bpe.max_vocab > 0:
+        return int(bpe.max_vocab)
+    raise SystemExit("the vocabulary size comes from the data: pass --vocab-size N (or set bpe.max_vocab)")
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from xlm_core.export.from_checkpoint import export_checkpoint
+
+    out = export_checkpoint(args.source, args.out_dir)
+    print(f"[xlm] exported {args.source} -> {out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xlm", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="experiment YAML file or preset name (configs/presets/*.yaml)")
+        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override a config value (repeatable), e.g. --set model.emb_dim=512")
+
+    run = sub.add_parser("run", help="run the whole pipeline as a Prefect flow")
+    with_config(run)
+    run.set_defaults(func=_cmd_run)
+
+    show = sub.add_parser("config", help="print the validated, resolved config")
+    with_config(show)
+    show.set_defaults(func=_cmd_config)
+
+    model = sub.add_parser("model", help="model utilities")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    info = model_sub.add_parser("info", help="shapes and parameter count (no weights allocated)")
+    with_config(info)
+    info.add_argument("--vocab-size", type=int, default=None, help="vocabulary size (default: bpe.max_vocab)")
+    info.set_defaults(func=_cmd_model_info)
+
+    export = sub.add_parser("export", help="export a training checkpoint to a transformers directory")
+    export.add_argument("source", help="checkpoint directory (state.pt + config.json)")
+    export.add_argument("out_dir", help="output directory")
+    export.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    set_embedded_defaults()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from xlm_core.config import ConfigError
+
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"xlm: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""Binarized sets: BPE text → flat token array + sentence offsets (docs/CONTRACTS.md).
+
+`<prefix>.tokens.npy` holds each sentence's ids followed by one EOS; `<prefix>.offsets.npy` the
+int64 `[start, end)` of each sentence (`tokens[end] == EOS`); `<prefix>.stats.json` the counts.
+Writing streams straight into the `.npy` files (the header is written last into space reserved
+up front), so memory stays bounded; reading memory-maps them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from xlm_core.data.dictionary import EOS_INDEX, NUM_SPECIALS, UNK_INDEX, Dictionary
+from xlm_core.io import ProgressLog, atomic_open, atomic_path
+
+__all__ = ["BinarizedSet", "binarize", "binarized_paths", "decode", "load_binarized"]
+
+logger = logging.getLogger(__name__)
+
+_HEADER_BYTES = 128  # a version-1.0 .npy header for a 1-D or (n, 2) shape always pads to 128 bytes
+_FLUSH_TOKENS = 1 << 20
+
+
+def binarized_paths(prefix: str | Path) -> dict[str, Path]:
+    prefix = str(prefix)
+    return {
+        key: Path(f"{prefix}.{key}.{ext}") for key, ext in (("tokens", "npy"), ("offsets", "npy"), ("stats", "json"))
+    }
+
+
+class _NpyWriter:
+    """Append raw little-endian values to a .npy file whose header is filled in on `finish`."""
+
+    def __init__(self, handle: BinaryIO, dtype: np.dtype, width: int = 1) -> None:
+        self.handle, self.dtype, self.width, self.count = handle, np.dtype(dtype), width, 0
+        handle.write(b"\0" * _HEADER_BYTES)
+
+    def append(self, values: np.ndarray) -> None:
+        values = np.ascontiguousarray(values, dtype=self.dtype)
+        self.handle.write(values.tobytes())
+        self.count += values.shape[0]
+
+    def finish(self) -> None:
+        shape = (self.count,) if self.width == 1 else (self.count, self.width)
+        header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": shape}
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, header)
+        if len(buffer.getvalue()) != _HEADER_BYTES:
+            raise RuntimeError(f"unexpected .npy header size {len(buffer.getvalue())} for shape {shape}")
+        self.handle.flush()
+        self.handle.seek(0)
+        self.handle.write(buffer.getvalue())
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+
+def binarize(text_path: str | Path, dictionary: Dictionary, out_prefix: str | Path) -> dict[str, Any]:
+    """Index a BPE-applied text file (one sentence per line, words separated by `' '`).
+
+    Unknown words map to UNK and are counted; special tokens other than `<unk>` appearing as
+    words are dropped with a warning, as in XLM. A blank line is a zero-length sentence.
+    `stats.json` is written last, so its presence marks a complete set.
+
+    Returns:
+        The stats written to `<out_prefix>.stats.json`.
+    """
+    text_path = Path(text_path)
+    if not text_path.is_file():
+        raise ValueError(f"binarize: input {text_path} does not exist; run apply_bpe first")
+    paths = binarized_paths(out_prefix)
+    paths["stats"].unlink(missing_ok=True)  # the completion marker goes first, so a failed re-run reads as incomplete
+    dtype = np.dtype(np.uint16 if len(dictionary) < 65536 else np.int32)
+    word2id = dictionary.word2id
+    n_sentences = n_unk = n_dropped = 0
+    ids: list[int] = []
+    spans: list[tuple[int, int]] = []
+    progress = ProgressLog(f"binarize {text_path.name}", log=logger)
+    with (
+        atomic_path(paths["tokens"]) as tokens_tmp,
+        atomic_path(paths["offsets"]) as offsets_tmp,
+        open(tokens_tmp, "wb") as tokens_handle,
+        open(offsets_tmp, "wb") as offsets_handle,
+        open(text_path, "rb") as src,
+    ):
+        tokens_out = _NpyWriter(tokens_handle, dtype)
+        offsets_out = _NpyWriter(offsets_handle, np.dtype(np.int64), width=2)
+        for number, raw in enumerate(src, start=1):
+            try:
+                line = raw.rstrip(b"\n").decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{text_path}:{number}: not valid UTF-8 ({error})") from error
+            start = tokens_out.count + len(ids)
+            for word in line.split(" "):
+                if not word:
+                    continue
+                index = word2id.get(word, UNK_INDEX)
+                if index < NUM_SPECIALS and index != UNK_INDEX:
+                    n_dropped += 1
+                    continue
+                n_unk += index == UNK_INDEX
+                ids.append(index)
+            spans.append((start, tokens_out.count + len(ids)))  # [start, end): the EOS goes at `end`
+            ids.append(EOS_INDEX)
+            n_sentences += 1
+            if len(ids) >= _FLUSH_TOKENS:
+                tokens_out.append(np.asarray(ids, dtype=dtype))
+                offsets_out.append(np.asarray(spans, dtype=np.int64).reshape(-1, 2))
+                ids, spans = [], []
+            progress.update()
+        tokens_out.append(np.asarray(ids, dtype=dtype))
+        offsets_out.append(np.asarray(spans, dtype=np.int64).reshape(-1, 2))
+        n_tokens = tokens_out.count - n_sentences
+        tokens_out.finish()
+        offsets_out.finish()
+    progress.done()
+    if n_dropped:
+        logger.warning("%s: dropped %d special-token words (only <unk> may appear in text)", text_path, n_dropped)
+    stats = {
+        "sentences": n_sentences,
+        "tokens": n_tokens,
+        "unk_tokens": n_unk,
+        "unk_rate": n_unk / n_tokens if n_tokens else 0.0,
+        "dtype": dtype.name,
+        "vocab_size": len(dictionary),
+    }
+    with atomic_open(paths["stats"], "w") as handle:
+        json.dump(stats, handle, indent=2)
+        handle.write("\n")
+    logger.info(
+        "binarized %s -> %s: %d sentences, %d tokens, %.3f%% unknown",
+        text_path,
+        out_prefix,
+        n_sentences,
+        n_tokens,
+        100 * stats["unk_rate"],
+    )
+    return stats
+
+
+@dataclass
+class BinarizedSet:
+    """A memory-mapped binarized set. `tokens` is the flat array, `offsets` (n, 2) `[start, end)`."""
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    stats: dict[str, Any]
+    prefix: Path
+
+    def __len__(self) -> int:
+        return int(self.offsets.shape[0])
+
+    def sentence(self, i: int) -> np.ndarray:
+        """Ids of sentence `i`, without its EOS."""
+        start, end = self.offsets[i]
+        return self.tokens[start:end]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Sentence lengths (tokens, EOS excluded), int64."""
+        return self.offsets[:, 1] - self.offsets[:, 0]
+
+
+def load_binarized(prefix: str | Path) -> BinarizedSet:
+    """Memory-map `<prefix>.tokens.npy`/`offsets.npy` and read its stats; checks they agree."""
+    paths = binarized_paths(prefix)
+    if not paths["stats"].is_file():
+        raise ValueError(
+            f"binarized set {prefix} is incomplete or missing ({paths['stats']} not found); re-run the binarize stage"
+        )
+    stats = json.loads(paths["stats"].read_text(encoding="utf-8"))
+    tokens = np.load(paths["tokens"], mmap_mode="r")
+    offsets = np.load(paths["offsets"], mmap_mode="r")
+    expected = (stats["tokens"] + stats["sentences"],)
+    if tokens.dtype.name != stats["dtype"] or tokens.shape != expected or offsets.shape != (stats["sentences"], 2):
+        raise ValueError(
+            f"binarized set {prefix}: arrays {tokens.dtype}{tokens.shape}/{offsets.shape} disagree "
+            f"with {paths['stats'].name} {stats}; delete the three files and re-run binarize"
+        )
+    return BinarizedSet(tokens=tokens, offsets=offsets, stats=stats, prefix=Path(prefix))
+
+
+def decode(bset: BinarizedSet, dico: Dictionary, i: int) -> str:
+    """Sentence `i` as BPE text (tokens joined by `' '`)."""
+    words = dico.words
+    return " ".join(words[index] for index in bset.sentence(i).tolist())

@@ -1,0 +1,201 @@
+"""Config-driven data stages, one function per pipeline step (each wrapped by one Prefect task).
+
+Each function reads the experiment config and the work layout, does one step and returns small
+serialisable values (paths, statistics). Inputs and outputs follow `xlm_core.paths.WorkLayout`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from xlm_core.config import PipelineConfig
+from xlm_core.data import bpe, demo_mirror, opus, split, tokenize, wikipedia
+from xlm_core.data.binarize import binarize
+from xlm_core.data.dictionary import Dictionary
+from xlm_core.io import atomic_open
+from xlm_core.paths import SPLITS, WorkLayout
+
+__all__ = [
+    "TextUnit",
+    "apply_bpe_unit",
+    "binarize_unit",
+    "build_dictionary",
+    "extract_wikipedia",
+    "fetch_opus",
+    "fetch_wikipedia",
+    "learn_bpe_codes",
+    "plan_data",
+    "prepare_sources",
+    "read_parallel",
+    "split_mono",
+    "split_para",
+    "text_units",
+    "tokenize_unit",
+]
+
+logger = logging.getLogger(__name__)
+
+TextUnit = dict[str, Any]  # {"lang": "en", "pair": "en-fr" | None, "split": "train"}
+
+
+def plan_data(cfg: PipelineConfig) -> dict[str, Any]:
+    """What to fetch and prepare: monolingual languages, OPUS corpora per pair, text units."""
+    corpora: dict[str, list[int]] = {pair: [] for pair in cfg.data.pairs}
+    for index, item in enumerate(cfg.data.parallel):
+        corpora["-".join(sorted(item.pair.split("-")))].append(index)
+    return {"mono": cfg.data.mono, "pair_corpora": corpora, "units": text_units(cfg)}
+
+
+def _layout(cfg: PipelineConfig) -> WorkLayout:
+    return WorkLayout(cfg.workdir)
+
+
+def prepare_sources(cfg: PipelineConfig) -> dict[str, str]:
+    """Base URLs of the Wikipedia and OPUS servers; builds the offline demo mirror when configured."""
+    if not cfg.data.demo_mirror:
+        return {"wikipedia": cfg.data.wikipedia.base_url, "opus": cfg.data.opus_base_url}
+    root = cfg.workdir / "mirror"
+    demo_mirror.build_demo_mirror(root, langs=cfg.data.mono, pairs=cfg.data.pairs,
+                                  date=cfg.data.wikipedia.dump_date, max_pages=cfg.data.demo_max_pages,
+                                  max_pairs=cfg.data.demo_max_pairs)
+    return {"wikipedia": root.as_uri(), "opus": root.as_uri()}
+
+
+def fetch_wikipedia(cfg: PipelineConfig, lang: str, base_url: str) -> str:
+    wiki = cfg.data.wikipedia
+    result = wikipedia.fetch_dump(base_url, lang, wiki.dump_date, _layout(cfg).downloads / "wikipedia",
+                                  multistream=wiki.multistream)
+    return str(getattr(result, "path", result))
+
+
+def extract_wikipedia(cfg: PipelineConfig, lang: str, dump_path: str) -> dict[str, Any]:
+    out = _layout(cfg).mono("text", lang)
+    stats = wikipedia.extract(Path(dump_path), out, processes=cfg.data.wikipedia.processes,
+                              max_articles=cfg.data.wikipedia.max_articles)
+    return {"path": str(out), **stats}
+
+
+def fetch_opus(cfg: PipelineConfig, index: int, base_url: str) -> str:
+    item = cfg.data.parallel[index]
+    url = opus.moses_url(base_url, item.corpus, item.version, item.pair)
+    l1, l2 = sorted(item.pair.split("-"))
+    dest = _layout(cfg).downloads / "opus" / f"{item.corpus}-{item.version}-{l1}-{l2}.txt.zip"
+    from xlm_core.data.download import download
+
+    return str(download(url, dest))
+
+
+def read_parallel(cfg: PipelineConfig, pair: str, zip_paths: list[str]) -> dict[str, Any]:
+    """All corpora of one pair, concatenated in config order, into `text/para/<pair>.<lang>.all`."""
+    layout = _layout(cfg)
+    l1, l2 = pair.split("-")
+    outputs = [layout.para("text", pair, l1), layout.para("text", pair, l2)]
+    parts: list[tuple[Path, Path]] = []
+    total = 0
+    for i, zip_path in enumerate(zip_paths):
+        p1 = outputs[0].with_name(f"{outputs[0].name}.part{i}")
+        p2 = outputs[1].with_name(f"{outputs[1].name}.part{i}")
+        total += opus.read_moses_zip(Path(zip_path), pair, p1, p2)
+        parts.append((p1, p2))
+    for side, out in enumerate(outputs):
+        with atomic_open(out) as handle:
+            for part in parts:
+                with open(part[side], encoding="utf-8") as src:
+                    for line in src:
+                        handle.write(line)
+    for part in parts:
+        for p in part:
+            p.unlink()
+    return {"pair": pair, "pairs": total, "paths": [str(p) for p in outputs]}
+
+
+def split_mono(cfg: PipelineConfig, lang: str) -> dict[str, Any]:
+    layout = _layout(cfg)
+    outputs = {s: [layout.mono("split", lang, s)] for s in SPLITS}
+    return split.split_lines([layout.mono("text", lang)], outputs, valid_size=cfg.data.valid_size,
+                             test_size=cfg.data.test_size, seed=cfg.experiment.seed)
+
+
+def split_para(cfg: PipelineConfig, pair: str) -> dict[str, Any]:
+    layout = _layout(cfg)
+    langs = pair.split("-")
+    outputs = {s: [layout.para("split", pair, lang, s) for lang in langs] for s in SPLITS}
+    return split.split_lines([layout.para("text", pair, lang) for lang in langs], outputs,
+                             valid_size=cfg.data.valid_size, test_size=cfg.data.test_size,
+                             seed=cfg.experiment.seed)
+
+
+def text_units(cfg: PipelineConfig) -> list[TextUnit]:
+    """Every (language, optional pair, split) text file the pipeline tokenizes, BPEs and binarizes."""
+    units = [{"lang": lang, "pair": None, "split": s} for lang in cfg.data.mono for s in SPLITS]
+    for pair in cfg.data.pairs:
+        units += [{"lang": lang, "pair": pair, "split": s} for lang in pair.split("-") for s in SPLITS]
+    return units
+
+
+def _unit_path(layout: WorkLayout, stage: str, unit: TextUnit) -> Path:
+    if unit["pair"]:
+        return layout.para(stage, unit["pair"], unit["lang"], unit["split"])
+    return layout.mono(stage, unit["lang"], unit["split"])
+
+
+def tokenize_unit(cfg: PipelineConfig, unit: TextUnit) -> dict[str, Any]:
+    layout = _layout(cfg)
+    out = _unit_path(layout, "tok", unit)
+    stats = tokenize.tokenize_file(_unit_path(layout, "split", unit), out, lang=unit["lang"],
+                                   lowercase=cfg.tokenization.lowercase_for(unit["lang"]),
+                                   workers=cfg.tokenization.workers)
+    return {"path": str(out), **(stats or {})}
+
+
+def learn_bpe_codes(cfg: PipelineConfig) -> dict[str, Any]:
+    """fastBPE codes learned on a language-balanced sample (q ~ p^alpha) of the training text."""
+    layout = _layout(cfg)
+    inputs: dict[str, list[Path]] = {}
+    for unit in text_units(cfg):
+        if unit["split"] == "train":
+            inputs.setdefault(unit["lang"], []).append(_unit_path(layout, "tok", unit))
+    per_lang = {}
+    for lang, paths in inputs.items():
+        if len(paths) == 1:
+            per_lang[lang] = paths[0]
+        else:  # a language with Wikipedia and parallel text: sample from their concatenation
+            merged = layout.root / "bpe" / f"train-text.{lang}"
+            with atomic_open(merged) as handle:
+                for path in paths:
+                    with open(path, encoding="utf-8") as src:
+                        for line in src:
+                            handle.write(line)
+            per_lang[lang] = merged
+    sample = layout.root / "bpe" / "sample.txt"
+    counts = bpe.sample_for_bpe(per_lang, sample, sample_size=cfg.bpe.sample_size, alpha=cfg.bpe.sample_alpha,
+                                seed=cfg.experiment.seed)
+    bpe.learn_bpe(sample, layout.codes, cfg.bpe.codes)
+    return {"codes": str(layout.codes), "sample_lines": counts}
+
+
+def apply_bpe_unit(cfg: PipelineConfig, unit: TextUnit) -> str:
+    layout = _layout(cfg)
+    out = _unit_path(layout, "bpe", unit)
+    bpe.apply_bpe(_unit_path(layout, "tok", unit), out, layout.codes)
+    return str(out)
+
+
+def build_dictionary(cfg: PipelineConfig) -> dict[str, Any]:
+    """Vocabulary counted on all BPE'd training text, written in the XLM dictionary format."""
+    layout = _layout(cfg)
+    train_files = [_unit_path(layout, "bpe", u) for u in text_units(cfg) if u["split"] == "train"]
+    bpe.get_vocab(train_files, layout.bpe_vocab)
+    dico = Dictionary.from_vocab(layout.bpe_vocab, max_vocab=cfg.bpe.max_vocab, min_count=cfg.bpe.min_count)
+    dico.write(layout.dictionary)
+    return {"path": str(layout.dictionary), "size": len(dico)}
+
+
+def binarize_unit(cfg: PipelineConfig, unit: TextUnit) -> dict[str, Any]:
+    layout = _layout(cfg)
+    dico = Dictionary.read(layout.dictionary)
+    prefix = layout.binarized(unit["split"], unit["lang"], unit["pair"])
+    stats = binarize(_unit_path(layout, "bpe", unit), dico, prefix)
+    return {"prefix": str(prefix), **stats}

@@ -1,0 +1,70 @@
+"""Metric loggers: a protocol with a no-op default and a lazily imported MLflow backend.
+
+Only rank 0 gets a real logger; the task that owns the MLflow run passes its id to the workers,
+so a restarted worker group keeps logging into the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = ["MLflowLogger", "MetricLogger", "NullLogger"]
+
+logger = logging.getLogger(__name__)
+
+
+class MetricLogger(Protocol):
+    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None: ...
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullLogger:
+    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        pass
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MLflowLogger:
+    """Logs into an existing MLflow run (created by the driver) through the client API."""
+
+    def __init__(self, *, tracking_uri: str, run_id: str, system_metrics: bool = False) -> None:
+        import mlflow  # lazy: workers that do not log never import it
+
+        self._mlflow = mlflow
+        self.run_id = run_id
+        self._client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self._system_monitor: Any = None
+        if system_metrics:
+            try:
+                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+                self._system_monitor = SystemMetricsMonitor(run_id)
+                self._system_monitor.start()
+            except Exception as e:  # system metrics are best effort; training must not die for them
+                logger.warning("MLflow system metrics unavailable: %s", e)
+
+    def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key=k, value=float(v), timestamp=now, step=step) for k, v in metrics.items()]
+        if batch:
+            self._client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
+        self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def close(self) -> None:
+        if self._system_monitor is not None:
+            self._system_monitor.finish()

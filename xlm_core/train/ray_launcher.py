@@ -1,0 +1,136 @@
+"""Run `loop.train` on a Ray Train worker group (the only module that imports Ray).
+
+The driver owns the MLflow run: it passes `run_id` and the tracking URI to the workers and only
+rank 0 logs into that run, so a restarted worker group keeps logging into the same run. The Ray
+run name is derived from the training-relevant config, so re-running an unchanged experiment
+resumes from its latest checkpoint instead of starting over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from xlm_core.config import PipelineConfig, config_from_dict, config_hash, to_dict
+from xlm_core.paths import WorkLayout
+from xlm_core.train.loop import TrainHooks, train
+from xlm_core.train.metrics import MLflowLogger, MetricLogger, NullLogger
+
+__all__ = ["TrainOutcome", "ensure_ray", "launch", "ray_run_name"]
+
+logger = logging.getLogger(__name__)
+
+# Ray's local-only defaults: no token auth on a private single-machine instance.
+_LOCAL_ENV = {"RAY_AUTH_MODE": "disabled"}
+
+
+@dataclass
+class TrainOutcome:
+    best_checkpoint: str
+    latest_checkpoint: str
+    metrics: dict[str, float]
+    run_name: str
+    storage_path: str
+
+
+def ray_run_name(cfg: PipelineConfig) -> str:
+    """Stable name per training setup: the same config resumes, a changed one starts afresh."""
+    relevant = {k: to_dict(getattr(cfg, k)) for k in ("model", "objectives", "optim", "train", "bpe")}
+    relevant["langs"] = list(cfg.data.langs)
+    relevant["seed"] = cfg.experiment.seed
+    return f"{cfg.experiment.name}-{config_hash(relevant)}"
+
+
+def ensure_ray(cfg: PipelineConfig) -> None:
+    """Connect to the configured cluster, or start a quiet local instance sized for the workers."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    scaling = cfg.scaling
+    if scaling.ray_address:
+        ray.init(address=scaling.ray_address, logging_level=logging.WARNING)
+        return
+    for key, value in _LOCAL_ENV.items():
+        os.environ.setdefault(key, value)
+    num_cpus = max(os.cpu_count() or 1, math.ceil(scaling.num_workers * scaling.cpus_per_worker))
+    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR,
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(scaling.torch_threads),
+                                       "TOKENIZERS_PARALLELISM": "false"}})
+
+
+def _quiet_worker_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("xlm_core").setLevel(logging.INFO)
+    import ray.train.v2._internal.execution.context as ctx_module
+
+    # "Reporting training result N" is logged at INFO under the module's file name.
+    logging.getLogger(ctx_module.__file__).setLevel(logging.WARNING)
+
+
+def _worker_loop(loop_config: dict[str, Any]) -> None:
+    import ray.train
+    import ray.train.torch
+
+    _quiet_worker_logging()
+    cfg = config_from_dict(loop_config["config"])
+    rank = ray.train.get_context().get_world_rank()
+    metric_logger: MetricLogger = NullLogger()
+    if rank == 0 and loop_config.get("run_id"):
+        metric_logger = MLflowLogger(tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"],
+                                     system_metrics=cfg.tracking.system_metrics)
+
+    def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
+        ray.train.report(metrics, checkpoint=checkpoint)
+        if checkpoint_dir is not None:
+            shutil.rmtree(checkpoint_dir.parent, ignore_errors=True)
+
+    restored = ray.train.get_checkpoint()
+    try:
+        with restored.as_directory() if restored else contextlib.nullcontext(None) as restore_dir:
+            hooks = TrainHooks(restore_dir=Path(restore_dir) if restore_dir else None, report=report,
+                               metric_logger=metric_logger, device=ray.train.torch.get_device())
+            train(cfg, hooks)
+    finally:
+        metric_logger.close()
+
+
+def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None) -> TrainOutcome:
+    """Train with `cfg.scaling.num_workers` Ray workers; resume the run of the same name if one exists."""
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    ensure_ray(cfg)
+    storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
+    name = ray_run_name(cfg)
+    metric = cfg.train.validation_metrics[0]
+    score_key, mode = metric.lstrip("_"), ("min" if metric.startswith("_") else "max")
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={"config": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri},
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
+        ),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=storage,
+            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep,
+                                                         checkpoint_score_attribute=score_key,
+                                                         checkpoint_score_order=mode),
+        ),
+    )
+    logger.info("Ray Train run %s: %d workers, storage %s", name, cfg.scaling.num_workers, storage)
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise RuntimeError(f"Ray Train run {name} finished without a checkpoint; see {result.path}")
+    best = result.get_best_checkpoint(score_key, mode) or result.checkpoint
+    return TrainOutcome(best_checkpoint=best.path, latest_checkpoint=result.checkpoint.path,
+                        metrics=dict(result.metrics or {}), run_name=name, storage_path=storage)
