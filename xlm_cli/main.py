@@ -152,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "urllib3", "alembic", "mlflow.store"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from xlm_core.config import ConfigError
 
     try:

@@ -25,24 +25,32 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 
 
-def capture_rng_state() -> dict[str, Any]:
-    """Python, numpy and torch RNG states as weights-only-loadable values."""
+def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
+    """Python, numpy, torch (and `generator`'s) RNG states as plain lists and numbers.
+
+    Plain values survive both `torch.save(..., weights_only=True)` round trips and pickling across
+    ranks (`all_gather_object` cannot carry tensors reliably).
+    """
     py_state = random.getstate()
     np_state = np.random.get_state()
-    return {
+    state = {
         "python": [py_state[0], list(py_state[1]), py_state[2]],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()), int(np_state[2]), int(np_state[3]),
-                  float(np_state[4])],
-        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "torch": torch.get_rng_state().tolist(),
     }
+    if generator is not None:
+        state["generator"] = generator.get_state().tolist()
+    return state
 
 
-def restore_rng_state(state: dict[str, Any]) -> None:
+def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None = None) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    if generator is not None and "generator" in state:
+        generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
 
 
 def save_checkpoint(directory: Path, state: dict[str, Any], config: dict[str, Any],

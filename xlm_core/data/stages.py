@@ -14,6 +14,7 @@ from xlm_core.config import PipelineConfig
 from xlm_core.data import bpe, demo_mirror, opus, split, tokenize, wikipedia
 from xlm_core.data.binarize import binarize
 from xlm_core.data.dictionary import Dictionary
+from xlm_core.data.download import download
 from xlm_core.io import atomic_open
 from xlm_core.paths import SPLITS, WorkLayout
 
@@ -56,11 +57,11 @@ def prepare_sources(cfg: PipelineConfig) -> dict[str, str]:
     """Base URLs of the Wikipedia and OPUS servers; builds the offline demo mirror when configured."""
     if not cfg.data.demo_mirror:
         return {"wikipedia": cfg.data.wikipedia.base_url, "opus": cfg.data.opus_base_url}
-    root = cfg.workdir / "mirror"
-    demo_mirror.build_demo_mirror(root, langs=cfg.data.mono, pairs=cfg.data.pairs,
-                                  date=cfg.data.wikipedia.dump_date, max_pages=cfg.data.demo_max_pages,
-                                  max_pairs=cfg.data.demo_max_pairs)
-    return {"wikipedia": root.as_uri(), "opus": root.as_uri()}
+    built = demo_mirror.build_demo_mirror(cfg.workdir / "mirror", langs=cfg.data.mono, pairs=cfg.data.pairs,
+                                          date=cfg.data.wikipedia.dump_date, max_pages=cfg.data.demo_max_pages,
+                                          max_pairs=cfg.data.demo_max_pairs,
+                                          corpora=[(c.corpus, c.version, c.pair) for c in cfg.data.parallel])
+    return {"wikipedia": built["wikipedia_base_url"], "opus": built["opus_base_url"]}
 
 
 def fetch_wikipedia(cfg: PipelineConfig, lang: str, base_url: str) -> str:
@@ -82,8 +83,6 @@ def fetch_opus(cfg: PipelineConfig, index: int, base_url: str) -> str:
     url = opus.moses_url(base_url, item.corpus, item.version, item.pair)
     l1, l2 = sorted(item.pair.split("-"))
     dest = _layout(cfg).downloads / "opus" / f"{item.corpus}-{item.version}-{l1}-{l2}.txt.zip"
-    from xlm_core.data.download import download
-
     return str(download(url, dest))
 
 

@@ -172,8 +172,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         if per_rank is not None and len(saved["ranks"]) == world:
             for i, step in enumerate(steps):
                 train_sets[step].load_state_dict(per_rank["data"][i])
-            generator.set_state(per_rank["generator"])
-            restore_rng_state(per_rank["rng"])
+            restore_rng_state(per_rank["rng"], generator)
         else:
             logger.warning("world size changed (%d -> %d): data samplers restart", len(saved["ranks"]), world)
         logger.info("resumed from %s at epoch %d, update %d", hooks.restore_dir, state["epoch"], state["update"])
@@ -182,7 +181,8 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     if world > 1:
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     iterators: dict[StepSpec, Iterator[Any]] = {step: iter(ds) for step, ds in train_sets.items()}
-    schedule = _step_schedule(cfg, steps, {s: len(ds) for s, ds in train_sets.items()})
+    schedule = _step_schedule(cfg, steps, {s: len(ds.bset) if isinstance(ds, StreamDataset) else len(ds)
+                                           for s, ds in train_sets.items()})
     metrics: dict[str, float] = dict(state.get("last_metrics", {}))
     cfg_dict = to_dict(cfg)
     ran_epochs = 0
@@ -224,8 +224,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
             shown = {k: round(v, 3) for k, v in metrics.items() if k.endswith("_ppl") and k.startswith("valid")}
             logger.info("epoch %d done (update %d): %s", epoch, state["update"], shown)
 
-        per_rank = {"data": [train_sets[s].state_dict() for s in steps], "generator": generator.get_state(),
-                    "rng": capture_rng_state()}
+        per_rank = {"data": [train_sets[s].state_dict() for s in steps], "rng": capture_rng_state(generator)}
         ranks = all_gather_objects(per_rank)
         checkpoint_dir = None
         if rank == 0:
