@@ -18,8 +18,18 @@ from xlm_core.model import (
 
 
 def make_arch(**overrides: object) -> XLMArchitecture:
-    fields = dict(vocab_size=40, emb_dim=16, n_layers=2, n_heads=2, dropout=0.1, attention_dropout=0.1,
-                  gelu_activation=True, sinusoidal_embeddings=False, n_langs=2, use_lang_emb=True)
+    fields = dict(
+        vocab_size=40,
+        emb_dim=16,
+        n_layers=2,
+        n_heads=2,
+        dropout=0.1,
+        attention_dropout=0.1,
+        gelu_activation=True,
+        sinusoidal_embeddings=False,
+        n_langs=2,
+        use_lang_emb=True,
+    )
     fields.update(overrides)
     return XLMArchitecture(**fields)
 
@@ -29,7 +39,9 @@ def encoder_keys(n_layers: int, *, lang_emb: bool) -> list[str]:
     keys += ["lang_embeddings.weight"] if lang_emb else []
     keys += ["embeddings.weight", "layer_norm_emb.weight", "layer_norm_emb.bias"]
     for i in range(n_layers):
-        keys += [f"attentions.{i}.{lin}.{p}" for lin in ("q_lin", "k_lin", "v_lin", "out_lin") for p in ("weight", "bias")]
+        keys += [
+            f"attentions.{i}.{lin}.{p}" for lin in ("q_lin", "k_lin", "v_lin", "out_lin") for p in ("weight", "bias")
+        ]
     for i in range(n_layers):
         keys += [f"layer_norm1.{i}.weight", f"layer_norm1.{i}.bias"]
     for i in range(n_layers):
@@ -110,6 +122,12 @@ def test_count_parameters_matches_real_model() -> None:
 def test_full_size_parameter_counts(
     n_layers: int, emb_dim: int, n_heads: int, vocab_size: int, n_langs: int, use_lang_emb: bool, target: float
 ) -> None:
-    arch = make_arch(n_layers=n_layers, emb_dim=emb_dim, n_heads=n_heads, vocab_size=vocab_size,
-                     n_langs=n_langs, use_lang_emb=use_lang_emb)
+    arch = make_arch(
+        n_layers=n_layers,
+        emb_dim=emb_dim,
+        n_heads=n_heads,
+        vocab_size=vocab_size,
+        n_langs=n_langs,
+        use_lang_emb=use_lang_emb,
+    )
     assert abs(count_parameters(arch) - target) / target < 0.01

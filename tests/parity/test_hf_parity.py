@@ -38,8 +38,13 @@ FAMILIES = {
         ["ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh"],
     ),
     "relu-sinusoidal-untied": (
-        {"n_langs": 2, "use_lang_emb": True, "gelu_activation": False, "sinusoidal_embeddings": True,
-         "tie_word_embeddings": False},
+        {
+            "n_langs": 2,
+            "use_lang_emb": True,
+            "gelu_activation": False,
+            "sinusoidal_embeddings": True,
+            "tie_word_embeddings": False,
+        },
         False,
         ["de", "en"],
     ),
@@ -47,8 +52,18 @@ FAMILIES = {
 
 
 def make_arch(**overrides: object) -> XLMArchitecture:
-    fields = dict(vocab_size=len(WORDS), emb_dim=32, n_layers=2, n_heads=4, dropout=0.1, attention_dropout=0.1,
-                  gelu_activation=True, sinusoidal_embeddings=False, n_langs=2, use_lang_emb=True)
+    fields = dict(
+        vocab_size=len(WORDS),
+        emb_dim=32,
+        n_layers=2,
+        n_heads=4,
+        dropout=0.1,
+        attention_dropout=0.1,
+        gelu_activation=True,
+        sinusoidal_embeddings=False,
+        n_langs=2,
+        use_lang_emb=True,
+    )
     fields.update(overrides)
     return XLMArchitecture(**fields)
 
@@ -59,6 +74,7 @@ def lang2id_of(langs: list[str]) -> dict[str, int]:
 
 def pair_batch(arch: XLMArchitecture, generator: torch.Generator):
     """A TLM-style batch: `</s> A </s></s> B </s>` with padding, reset positions and two languages."""
+
     def sentences(lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         lengths_B = torch.tensor(lengths)
         tokens_BT = torch.randint(14, arch.vocab_size, (len(lengths), max(lengths)), generator=generator)
@@ -115,8 +131,9 @@ def test_encoder_hidden_states_match_transformers(name: str) -> None:
     tokens_BT, lengths_B, positions_BT, langs_BT = pair_batch(arch, torch.Generator().manual_seed(3))
     with torch.no_grad():
         ref = theirs(tokens_BT, lengths=lengths_B, langs=langs_BT, position_ids=positions_BT).last_hidden_state
-        got = ours.transformer(tokens_BT, lengths_B=lengths_B, langs_BT=langs_BT, positions_BT=positions_BT,
-                               causal=causal)
+        got = ours.transformer(
+            tokens_BT, lengths_B=lengths_B, langs_BT=langs_BT, positions_BT=positions_BT, causal=causal
+        )
     assert (got - ref).abs().max() <= 1e-5
     assert got[tokens_BT == 2].abs().max() == 0  # padded positions are exactly zero
 
@@ -125,8 +142,12 @@ def test_sequence_classifier_matches_transformers() -> None:
     arch = make_arch(**FAMILIES["mlm-tlm-xnli15"][0])
     torch.manual_seed(0)
     ours = XLMForSequenceClassification(arch, num_labels=3).eval()
-    config = hf_config(arch, architectures=["XLMForSequenceClassification"],
-                       lang2id=lang2id_of(FAMILIES["mlm-tlm-xnli15"][2]), causal=False)
+    config = hf_config(
+        arch,
+        architectures=["XLMForSequenceClassification"],
+        lang2id=lang2id_of(FAMILIES["mlm-tlm-xnli15"][2]),
+        causal=False,
+    )
     theirs = transformers.XLMForSequenceClassification(transformers.XLMConfig.from_dict({**config, "num_labels": 3}))
     theirs.eval().load_state_dict(ours.state_dict(), strict=True)
     tokens_BT, lengths_B, _, langs_BT = pair_batch(arch, torch.Generator().manual_seed(4))
@@ -148,8 +169,17 @@ def test_export_loads_in_transformers(name: str, tmp_path: Path) -> None:
     arch, causal, ours, _ = build_pair(name)
     langs = FAMILIES[name][2]
     lang2id = lang2id_of(langs)
-    out = export_lm(ours, arch, tmp_path / name, words=WORDS, codes_path=write_codes(tmp_path), lang2id=lang2id,
-                    do_lowercase_and_remove_accent=True, causal=causal, card={"perplexity": {"en": 12.5}})
+    out = export_lm(
+        ours,
+        arch,
+        tmp_path / name,
+        words=WORDS,
+        codes_path=write_codes(tmp_path),
+        lang2id=lang2id,
+        do_lowercase_and_remove_accent=True,
+        causal=causal,
+        card={"perplexity": {"en": 12.5}},
+    )
     model = transformers.XLMWithLMHeadModel.from_pretrained(out).eval()
     assert model.config.causal is causal
     tokenizer = transformers.XLMTokenizer.from_pretrained(out)
@@ -157,8 +187,17 @@ def test_export_loads_in_transformers(name: str, tmp_path: Path) -> None:
 
     # Hand-made merges reproduce fastBPE: "the", "cat", "hello" are single pieces, "that" is th@@ a@@ t.
     vocab = {w if i < 14 else (w[:-2] if w.endswith("@@") else w + "</w>"): i for i, w in enumerate(WORDS)}
-    expected = [1, vocab["hello</w>"], vocab["the</w>"], vocab["cat</w>"], vocab["th"], vocab["a"], vocab["t</w>"],
-                vocab[".</w>"], 1]
+    expected = [
+        1,
+        vocab["hello</w>"],
+        vocab["the</w>"],
+        vocab["cat</w>"],
+        vocab["th"],
+        vocab["a"],
+        vocab["t</w>"],
+        vocab[".</w>"],
+        1,
+    ]
     assert tokenizer("Hello the CAT that.")["input_ids"] == expected  # XLM layout: </s> … </s>
     assert auto_tokenizer("Hello the CAT that.")["input_ids"] == expected
 
@@ -179,8 +218,15 @@ def test_export_classifier_loads_in_transformers(tmp_path: Path) -> None:
     arch = make_arch(n_langs=15, use_lang_emb=True)
     torch.manual_seed(0)
     ours = XLMForSequenceClassification(arch, num_labels=3).eval()
-    out = export_classifier(ours, arch, tmp_path / "xnli", words=WORDS, codes_path=write_codes(tmp_path),
-                            lang2id=lang2id_of(FAMILIES["mlm-tlm-xnli15"][2]), do_lowercase_and_remove_accent=True)
+    out = export_classifier(
+        ours,
+        arch,
+        tmp_path / "xnli",
+        words=WORDS,
+        codes_path=write_codes(tmp_path),
+        lang2id=lang2id_of(FAMILIES["mlm-tlm-xnli15"][2]),
+        do_lowercase_and_remove_accent=True,
+    )
     model = transformers.XLMForSequenceClassification.from_pretrained(out).eval()
     assert model.config.id2label == {0: "contradiction", 1: "neutral", 2: "entailment"}
     tokens_BT, lengths_B, _, langs_BT = pair_batch(arch, torch.Generator().manual_seed(5))

@@ -19,8 +19,18 @@ LANG2ID = {"en": 0, "fr": 1}
 
 
 def make_arch(**overrides: object) -> XLMArchitecture:
-    fields = dict(vocab_size=len(WORDS), emb_dim=16, n_layers=1, n_heads=2, dropout=0.1, attention_dropout=0.1,
-                  gelu_activation=True, sinusoidal_embeddings=False, n_langs=2, use_lang_emb=True)
+    fields = dict(
+        vocab_size=len(WORDS),
+        emb_dim=16,
+        n_layers=1,
+        n_heads=2,
+        dropout=0.1,
+        attention_dropout=0.1,
+        gelu_activation=True,
+        sinusoidal_embeddings=False,
+        n_langs=2,
+        use_lang_emb=True,
+    )
     fields.update(overrides)
     return XLMArchitecture(**fields)
 
@@ -50,7 +60,12 @@ def test_vocab_rule() -> None:
 def test_export_files(tmp_path: Path) -> None:
     out, _ = export(tmp_path, card={"perplexity": {"en": 10.0, "fr": 20.0}})
     assert sorted(p.name for p in out.iterdir()) == [
-        "README.md", "config.json", "merges.txt", "model.safetensors", "tokenizer_config.json", "vocab.json"
+        "README.md",
+        "config.json",
+        "merges.txt",
+        "model.safetensors",
+        "tokenizer_config.json",
+        "vocab.json",
     ]
     assert not list(tmp_path.glob(".export.*"))  # no temporary leftovers
     assert (out / "merges.txt").read_text() == "t h 50\nth e</w> 40\n"
@@ -100,8 +115,16 @@ def test_export_replaces_previous_export_only(tmp_path: Path) -> None:
     other.mkdir()
     (other / "data.txt").write_text("keep")
     with pytest.raises(FileExistsError):
-        export_lm(XLMWithLMHeadModel(make_arch()), make_arch(), other, words=WORDS, codes_path=tmp_path / "codes",
-                  lang2id=LANG2ID, do_lowercase_and_remove_accent=True, causal=False)
+        export_lm(
+            XLMWithLMHeadModel(make_arch()),
+            make_arch(),
+            other,
+            words=WORDS,
+            codes_path=tmp_path / "codes",
+            lang2id=LANG2ID,
+            do_lowercase_and_remove_accent=True,
+            causal=False,
+        )
     assert (other / "data.txt").read_text() == "keep"
 
 
@@ -112,18 +135,29 @@ def test_export_rejects_vocab_mismatch(tmp_path: Path) -> None:
 
 
 def test_model_card_layout() -> None:
-    card = render_model_card({
-        "model_name": "xlm-mlm-tlm-test",
-        "languages": ["en", "fr"],
-        "lang2id": LANG2ID,
-        "objectives": ["MLM", "TLM"],
-        "architecture": make_arch().to_dict(),
-        "perplexity": {"valid": {"en": 12.345}, "test": {"fr": 20.0}},
-        "local_path": "/models/x",
-    })
+    card = render_model_card(
+        {
+            "model_name": "xlm-mlm-tlm-test",
+            "languages": ["en", "fr"],
+            "lang2id": LANG2ID,
+            "objectives": ["MLM", "TLM"],
+            "architecture": make_arch().to_dict(),
+            "perplexity": {"valid": {"en": 12.345}, "test": {"fr": 20.0}},
+            "local_path": "/models/x",
+        }
+    )
     assert card.startswith("---\nlanguage:\n- multilingual\n- en\n- fr\nlicense: unknown\n")
-    for heading in ("# xlm-mlm-tlm-test", "# Table of Contents", "# Model Details", "# Uses", "# Training",
-                    "# Evaluation", "# Technical Specifications", "# Citation", "# How to Get Started"):
+    for heading in (
+        "# xlm-mlm-tlm-test",
+        "# Table of Contents",
+        "# Model Details",
+        "# Uses",
+        "# Training",
+        "# Evaluation",
+        "# Technical Specifications",
+        "# Citation",
+        "# How to Get Started",
+    ):
         assert heading in card
     assert "| valid | en | 12.35 |" in card and "@article{lample2019cross" in card
     assert 'XLMWithLMHeadModel.from_pretrained("/models/x")' in card and "langs=langs" in card

@@ -76,7 +76,10 @@ def test_sample_alpha_smoothing() -> None:
     tokens_BT[:, 5] = 8  # a special inside the text: score 0, never drawn
     tokens_BT[:, 6:10] = 15  # frequent word: rarely drawn
     _, pred_mask_BT, targets_N = mask_tokens(
-        tokens_BT, generator=torch.Generator().manual_seed(0), vocab_size=V, mask_scores_V=scores_V,
+        tokens_BT,
+        generator=torch.Generator().manual_seed(0),
+        vocab_size=V,
+        mask_scores_V=scores_V,
         lengths_B=lengths_B,
     )
     num_tokens = int((tokens_BT != PAD).sum()) - tokens_BT.shape[0]
@@ -137,8 +140,18 @@ def test_concat_pair_xnli_layout() -> None:
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_lm_loss(causal: bool) -> None:
-    arch = XLMArchitecture(vocab_size=V, emb_dim=16, n_layers=1, n_heads=2, dropout=0.0, attention_dropout=0.0,
-                           gelu_activation=True, sinusoidal_embeddings=False, n_langs=1, use_lang_emb=True)
+    arch = XLMArchitecture(
+        vocab_size=V,
+        emb_dim=16,
+        n_layers=1,
+        n_heads=2,
+        dropout=0.0,
+        attention_dropout=0.0,
+        gelu_activation=True,
+        sinusoidal_embeddings=False,
+        n_langs=1,
+        use_lang_emb=True,
+    )
     torch.manual_seed(0)
     model = XLMWithLMHeadModel(arch)
     tokens_BT, lengths_B = padded_batch([9, 6])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import re
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,8 @@ def test_dump_url_layout(tmp_path):
         "https://dumps.wikimedia.org/enwiki/20240101/enwiki-20240101-pages-articles.xml.bz2")
     assert dump_url("https://x.org", "fr", DATE, multistream=True).endswith(
         "/frwiki/20240101/frwiki-20240101-pages-articles-multistream.xml.bz2")
-    assert dump_url(str(tmp_path), "en", DATE) == f"{tmp_path.as_uri()}/enwiki/{DATE}/enwiki-{DATE}-pages-articles.xml.bz2"
+    expected = f"{tmp_path.as_uri()}/enwiki/{DATE}/enwiki-{DATE}-pages-articles.xml.bz2"
+    assert dump_url(str(tmp_path), "en", DATE) == expected
     assert dump_url(tmp_path.as_uri() + "/", "en", DATE).startswith(tmp_path.as_uri() + "/enwiki/")
 
 
@@ -47,8 +49,11 @@ def test_fetch_verify_and_extract(mirror, tmp_path):
     # Real man-page prose (apropos(1), first in sorted order) with its title line kept.
     assert lines[0] == "Apropos"
     assert "Each manual page has a short description available within it." in text
-    for markup in ("{{", "[[", "<ref", "'''", "&lt;", "&amp;", "wikitable"):
+    # Markup we generated is gone (man pages may quote "[[" literally, so match whole links).
+    assert not re.search(r"\[\[[\w .:()-]+(\|[^\]]*)?\]\]|\{\{[\w ]+(\|[^}]*)?\}\}", text)
+    for markup in ("<ref", "references", "'''", "&lt;", "&amp;", "wikitable", "Infobox", "Category:"):
         assert markup not in text, markup
+    assert "apt.conf(5)" in text  # a link [[apt.conf]](5) kept as its text
     assert TEMPLATE_DOC not in text and TALK_TEXT.format("apropos") not in text
     assert "(command)" not in text and "REDIRECT" not in text
     assert all(line == line.strip() and "  " not in line for line in lines)

@@ -182,6 +182,7 @@ class ParallelDataset:
         train = self.pairs
         if max_len and max_len > 0:
             train = train[(self.len1[train] <= max_len) & (self.len2[train] <= max_len)]
+        self.num_train_pairs = len(train)  # over all ranks: use this for sampling weights (same on every rank)
         self.local = train[rank::world_size]
         logger.info(
             "ParallelDataset %s/%s: %d pairs, %d non-empty, %d within max_len=%s, %d on rank %d/%d",

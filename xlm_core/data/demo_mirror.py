@@ -17,9 +17,11 @@ Output is deterministic: the same machine gives the same bytes.
 from __future__ import annotations
 
 import bz2
+import functools
 import hashlib
 import json
 import logging
+import os
 import re
 import struct
 import zipfile
@@ -34,6 +36,7 @@ __all__ = [
     "build_demo_mirror",
     "build_opus_zip",
     "build_wikipedia_dump",
+    "catalog_pairs",
     "read_mo",
 ]
 
@@ -91,7 +94,8 @@ def _man_dir(lang: str, man_root: Path) -> Path:
 
 def _choose_pages(lang: str, max_pages: int, prefer_langs: list[str], man_root: Path) -> tuple[list[ManPage], dict]:
     directory = _man_dir(lang, man_root)
-    files = {p.name[: -len(".1.gz")]: p for p in directory.glob("*.1.gz")}
+    # scandir: DirEntry answers is_symlink() without a stat call (man1 may hold ~20k pages).
+    files = {e.name[: -len(".1.gz")]: e for e in os.scandir(directory) if e.name.endswith(".1.gz")}
     shared = set(files)
     for other in prefer_langs:
         shared &= {p.name[: -len(".1.gz")] for p in _man_dir(other, man_root).glob("*.1.gz")}
@@ -101,8 +105,9 @@ def _choose_pages(lang: str, max_pages: int, prefer_langs: list[str], man_root: 
     pages: list[ManPage] = []
     aliases: dict[str, str] = {}  # alias name -> target name (symlinks and `.so` pages)
     for name in order:
-        path = files[name]
-        if path.is_symlink():
+        entry = files[name]
+        path = Path(entry.path)
+        if entry.is_symlink():
             target = path.resolve()
             if target.parent == directory.resolve() and target.name.endswith(".1.gz"):
                 aliases[name] = target.name[: -len(".1.gz")]
@@ -327,6 +332,11 @@ def _locale_dir(lang: str, locale_root: Path) -> Path:
 
 def catalog_pairs(lang: str, *, locale_root: Path = LOCALE_ROOT) -> list[tuple[str, str]]:
     """Distinct (English, `lang`) segment pairs from every catalog of `lang`, in a fixed pseudo-random order."""
+    return list(_catalog_pairs(lang, Path(locale_root)))
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog_pairs(lang: str, locale_root: Path) -> tuple[tuple[str, str], ...]:
     seen: set[tuple[str, str]] = set()
     for path in sorted(_locale_dir(lang, locale_root).glob("*.mo")):
         for msgid, msgstr in read_mo(path):
@@ -334,7 +344,7 @@ def catalog_pairs(lang: str, *, locale_root: Path = LOCALE_ROOT) -> list[tuple[s
             if len(english.split()) >= 3 and other and english != other:
                 seen.add((english, other))
     # Sorting by a hash spreads catalogs and alphabetical runs, so `max_pairs` takes a fair sample.
-    return sorted(seen, key=lambda pair: (hashlib.sha1("\t".join(pair).encode()).hexdigest(), pair))
+    return tuple(sorted(seen, key=lambda pair: (hashlib.sha1("\t".join(pair).encode()).hexdigest(), pair)))
 
 
 def build_opus_zip(pair: str, out_root: Path, *, corpus: str = "GNOME", version: str = "v1", max_pairs: int,
@@ -367,8 +377,12 @@ def build_opus_zip(pair: str, out_root: Path, *, corpus: str = "GNOME", version:
 
 
 def build_demo_mirror(out_root: Path, *, langs: list[str], pairs: list[str], date: str, max_pages: int,
-                      max_pairs: int) -> dict:
+                      max_pairs: int, corpora: list[tuple[str, str, str]] | None = None) -> dict:
     """Build the whole mirror: `out_root/wikipedia` (dump server) and `out_root/opus` (object store).
+
+    Args:
+        corpora: (corpus, version, pair) names to publish the catalog pairs under, so a config naming
+            e.g. MultiUN v1 finds its zip; default: GNOME v1 for each of `pairs`.
 
     Returns:
         `{"wikipedia_base_url", "opus_base_url", "dumps": {lang: path}, "opus": {pair: path}}`.
@@ -379,7 +393,11 @@ def build_demo_mirror(out_root: Path, *, langs: list[str], pairs: list[str], dat
                                    prefer_langs=[other for other in langs if other != lang])
         for lang in langs
     }
-    opus = {pair: build_opus_zip(pair, out_root / "opus", max_pairs=max_pairs) for pair in pairs}
+    opus = {
+        f"{corpus}/{version}/{pair}" if corpora else pair:
+            build_opus_zip(pair, out_root / "opus", corpus=corpus, version=version, max_pairs=max_pairs)
+        for corpus, version, pair in (corpora or [("GNOME", "v1", pair) for pair in pairs])
+    }
     return {
         "wikipedia_base_url": (out_root / "wikipedia").as_uri(),
         "opus_base_url": (out_root / "opus").as_uri(),

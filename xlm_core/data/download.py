@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -141,6 +142,9 @@ def _open(url: str, *, timeout: float, offset: int = 0) -> http.client.HTTPRespo
         raise _http_error(url, e) from e
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", e)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise DownloadError(f"{url}: TLS certificate rejected ({reason}); retrying will not help",
+                                url=url) from e
         raise TransientDownloadError(f"no response: {reason}", url=url) from e
 
 
@@ -223,6 +227,15 @@ def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None) -> bo
         return resumed
 
 
+def _fetch_with_retries(url: str, part: Path, *, timeout: float, size: int | None, retries: int,
+                        backoff: float) -> bool:
+    """Fetch into `part` until complete; True if any attempt resumed a partial file."""
+    resumed: list[bool] = []
+    _with_retries(lambda: resumed.append(_fetch_http(url, part, timeout=timeout, size=size)),
+                  url=url, retries=retries, backoff=backoff)
+    return any(resumed)
+
+
 def _copy_local(source: Path, part: Path, url: str) -> None:
     if not source.is_file():
         raise DownloadError(f"{url}: no such file {source}", url=url, status=404)
@@ -276,18 +289,14 @@ def download(
         else:
             if fresh_start:
                 part.unlink(missing_ok=True)
-            resumed = part.exists() and part.stat().st_size > 0
-            attempts: list[bool] = []
+            had_partial = part.exists() and part.stat().st_size > 0
             try:
-                _with_retries(
-                    lambda: attempts.append(_fetch_http(url, part, timeout=timeout, size=size)),
-                    url=url, retries=retries, backoff=backoff,
-                )
+                resumed = _fetch_with_retries(url, part, timeout=timeout, size=size, retries=retries,
+                                              backoff=backoff) or had_partial
             except DownloadError as e:
                 if not isinstance(e, TransientDownloadError):
                     part.unlink(missing_ok=True)  # a refused URL makes the partial file meaningless
                 raise
-            resumed = resumed or any(attempts)
         problem = _mismatch(part, sha1=sha1, md5=md5, size=size)
         if problem is None:
             os.replace(part, dest)

@@ -14,7 +14,9 @@ import logging
 import multiprocessing
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,36 @@ def _read_chunks(path: Path, chunk_lines: int) -> Iterator[tuple[int, list[bytes
             yield first, chunk
 
 
+def _run_pool(
+    tasks: Iterator[tuple[str, int, list[bytes], str, bool]],
+    workers: int,
+    consume: Callable[[tuple[str, int, int], Any], None],
+    handle: Any,
+) -> None:
+    """Tokenize chunks in `workers` processes, consuming results in input order.
+
+    At most `4 * workers` chunks are in flight (bounded memory). A ProcessPoolExecutor rather than
+    multiprocessing.Pool: if a worker dies (killed, out of memory), Pool silently replaces it and
+    waits forever for the lost chunk, while the executor raises BrokenProcessPool.
+    """
+    # spawn: the caller may hold threads (Prefect, Ray) that make fork unsafe.
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        pending: collections.deque[Future[tuple[str, int, int]]] = collections.deque()
+        for task in tasks:
+            pending.append(pool.submit(_tokenize_chunk, task))
+            if len(pending) >= 4 * workers:
+                consume(pending.popleft().result(), handle)
+        while pending:
+            consume(pending.popleft().result(), handle)
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            "a tokenization worker process died or could not start (killed, out of memory?); lower tokenization.workers"
+        ) from error
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def tokenize_file(
     in_path: str | Path,
     out_path: str | Path,
@@ -123,8 +155,8 @@ def tokenize_file(
 ) -> dict[str, Any]:
     """Tokenize a text file line by line into `out_path` (same number of lines, same order).
 
-    Chunks of `chunk_lines` lines go to a pool of `workers` processes; at most `4 * workers`
-    chunks are in flight, so memory stays bounded whatever the file size. The output appears
+    Chunks of `chunk_lines` lines go to `workers` processes; at most `4 * workers` chunks are
+    in flight, so memory stays bounded whatever the file size. The output appears
     only once complete.
 
     Returns:
@@ -155,15 +187,7 @@ def tokenize_file(
             for task in tasks:
                 consume(_tokenize_chunk(task), handle)
         else:
-            # spawn: the caller may hold threads (Prefect, Ray) that make fork unsafe.
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                pending: collections.deque[Any] = collections.deque()
-                for task in tasks:
-                    pending.append(pool.apply_async(_tokenize_chunk, (task,)))
-                    if len(pending) >= 4 * workers:
-                        consume(pending.popleft().get(), handle)
-                while pending:
-                    consume(pending.popleft().get(), handle)
+            _run_pool(tasks, workers, consume, handle)
     progress.done()
     result: dict[str, Any] = dict(stats)
     result["seconds"] = round(time.monotonic() - start, 3)

@@ -126,7 +126,8 @@ def extract(dump_path: Path, out_path: Path, *, processes: int = 2, max_articles
         max_articles: keep only the first N non-empty articles.
 
     Returns:
-        `{"articles", "empty_articles", "lines", "characters"}`.
+        `{"articles", "empty_articles", "lines", "paragraphs", "characters"}`; lines = articles + paragraphs
+        (each article's title line is kept, as XLM does).
     """
     dump_path, out_path = Path(dump_path), Path(out_path)
     if not dump_path.is_file():
@@ -176,6 +177,7 @@ def extract(dump_path: Path, out_path: Path, *, processes: int = 2, max_articles
         progress.done()
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+    stats["paragraphs"] = stats["lines"] - stats["articles"]
     logger.info("%s: %d articles, %d lines, %d characters", out_path, stats["articles"], stats["lines"],
                 stats["characters"])
     return stats

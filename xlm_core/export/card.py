@@ -67,7 +67,9 @@ def _results_table(info: Mapping[str, Any]) -> str:
     # Accept {lang: value} or {split: {lang: value}}.
     nested = all(isinstance(v, Mapping) for v in ppl.values())
     splits = ppl if nested else {info.get("eval_split", "valid"): ppl}
-    acc_splits = (acc if all(isinstance(v, Mapping) for v in acc.values()) else {next(iter(splits)): acc}) if acc else {}
+    acc_splits = (
+        (acc if all(isinstance(v, Mapping) for v in acc.values()) else {next(iter(splits)): acc}) if acc else {}
+    )
     rows = ["| split | language | perplexity | accuracy (%) |", "|---|---|---|---|"]
     for split, values in splits.items():
         for lang, value in values.items():
@@ -82,7 +84,7 @@ def _usage_snippet(info: Mapping[str, Any], multilingual: bool) -> str:
     languages = info.get("languages") or []
     lang = "en" if "en" in languages else (languages[0] if languages else "en")
     if info.get("task") == "sequence-classification":
-        head, call = "XLMForSequenceClassification", 'model(**inputs, langs=langs).logits.argmax(-1)'
+        head, call = "XLMForSequenceClassification", "model(**inputs, langs=langs).logits.argmax(-1)"
         text = '"A man is sleeping.", "Nobody is awake."'
     else:
         head, call = "XLMWithLMHeadModel", "model(**inputs, langs=langs).logits"
@@ -149,8 +151,8 @@ def render_model_card(info: dict[str, Any]) -> str:
         "",
         "## Model Description",
         "",
-        "- **Model type:** " + ("Sequence classifier" if info.get("task") == "sequence-classification"
-                                  else "Language model"),
+        "- **Model type:** "
+        + ("Sequence classifier" if info.get("task") == "sequence-classification" else "Language model"),
         f"- **Language(s) (NLP):** {', '.join(languages) or NOT_RECORDED}",
         f"- **Language ids (`lang2id`):** {lang_table or NOT_RECORDED}",
         f"- **Objectives:** {objective_text}",
@@ -163,8 +165,9 @@ def render_model_card(info: dict[str, Any]) -> str:
         "",
         "## Direct Use",
         "",
-        "Causal language modeling (next token prediction)." if causal else
-        "Masked language modeling (`fill-mask`, mask token `<special1>`).",
+        "Causal language modeling (next token prediction)."
+        if causal
+        else "Masked language modeling (`fill-mask`, mask token `<special1>`).",
         "",
         "## Downstream Use",
         "",
@@ -229,8 +232,11 @@ def render_model_card(info: dict[str, Any]) -> str:
         "# How to Get Started with the Model",
         "",
         "Use the code below to get started with the model."
-        + (" Pass `langs=` (one language id per token): the language embeddings are used only then."
-           if multilingual else ""),
+        + (
+            " Pass `langs=` (one language id per token): the language embeddings are used only then."
+            if multilingual
+            else ""
+        ),
         "",
         _usage_snippet(info, multilingual),
         "",

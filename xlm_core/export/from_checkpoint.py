@@ -69,9 +69,11 @@ def card_info_from_config(cfg: PipelineConfig, train_state: dict[str, Any]) -> d
     if cfg.data.demo_mirror:
         sources.append("demo mirror built from local man pages and gettext catalogs (not real Wikipedia/OPUS)")
     seconds = train_state.get("train_seconds")
-    objectives = (["CLM"] if cfg.objectives.clm_steps else []) + (
-        ["MLM"] if any("-" not in s for s in cfg.objectives.mlm_steps) else []
-    ) + (["TLM"] if any("-" in s for s in cfg.objectives.mlm_steps) else [])
+    objectives = (
+        (["CLM"] if cfg.objectives.clm_steps else [])
+        + (["MLM"] if any("-" not in s for s in cfg.objectives.mlm_steps) else [])
+        + (["TLM"] if any("-" in s for s in cfg.objectives.mlm_steps) else [])
+    )
     return {
         "model_name": cfg.experiment.name,
         "objectives": objectives,
@@ -80,8 +82,9 @@ def card_info_from_config(cfg: PipelineConfig, train_state: dict[str, Any]) -> d
         "preprocessing": [
             "Moses punctuation normalisation and tokenisation (sacremoses)",
             f"lowercase and accent removal: {cfg.tokenization.lowercase_and_remove_accent}"
-            + (f" (per language: {cfg.tokenization.per_lang_lowercase})" if cfg.tokenization.per_lang_lowercase
-               else ""),
+            + (
+                f" (per language: {cfg.tokenization.per_lang_lowercase})" if cfg.tokenization.per_lang_lowercase else ""
+            ),
             f"fastBPE with {cfg.bpe.codes} merge operations learned on {cfg.bpe.sample_size} sampled lines",
         ],
         "bpe": {"codes": cfg.bpe.codes, "max_vocab": cfg.bpe.max_vocab, "min_count": cfg.bpe.min_count},
@@ -111,8 +114,11 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
     flags = {cfg.tokenization.lowercase_for(lang) for lang in langs}
     if len(flags) > 1:
         # The HF tokenizer has one flag for all languages (and always runs Moses-en, hf-compat.md §1.7).
-        logger.warning("per-language lowercasing %s cannot be exported; using the global flag %s",
-                       cfg.tokenization.per_lang_lowercase, cfg.tokenization.lowercase_and_remove_accent)
+        logger.warning(
+            "per-language lowercasing %s cannot be exported; using the global flag %s",
+            cfg.tokenization.per_lang_lowercase,
+            cfg.tokenization.lowercase_and_remove_accent,
+        )
     return export_lm(
         model,
         arch,

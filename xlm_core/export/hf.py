@@ -311,9 +311,7 @@ def export_classifier(
     if len(labels) != model.num_labels:
         raise ValueError(f"{len(labels)} labels for a head with num_labels={model.num_labels}")
     dtype = next(model.parameters()).dtype
-    config = hf_config(
-        arch, architectures=["XLMForSequenceClassification"], lang2id=lang2id, causal=False, dtype=dtype
-    )
+    config = hf_config(arch, architectures=["XLMForSequenceClassification"], lang2id=lang2id, causal=False, dtype=dtype)
     config.update(
         num_labels=model.num_labels,
         id2label={str(i): label for i, label in enumerate(labels)},
@@ -404,8 +402,14 @@ def load_lm(export_dir: str | Path) -> tuple[XLMWithLMHeadModel, XLMArchitecture
     return model.eval(), arch, meta
 
 
-def verify_export(export_dir: str | Path, model: XLMWithLMHeadModel, *, text: str = "hello world", lang: str | None = None,
-                  atol: float = 1e-4) -> float:
+def verify_export(
+    export_dir: str | Path,
+    model: XLMWithLMHeadModel,
+    *,
+    text: str = "hello world",
+    lang: str | None = None,
+    atol: float = 1e-4,
+) -> float:
     """Load an LM export with transformers and compare its logits with `model` on `text`.
 
     Needs the optional `transformers` dependency. Returns the max |Δ| of the logits; raises
@@ -426,8 +430,15 @@ def verify_export(export_dir: str | Path, model: XLMWithLMHeadModel, *, text: st
     model.eval()
     try:
         with torch.no_grad():
-            ours_BTV = model(input_ids_BT.to(device), langs_BT=None if langs_BT is None else langs_BT.to(device),
-                             causal=bool(hf_model.config.causal)).float().cpu()
+            ours_BTV = (
+                model(
+                    input_ids_BT.to(device),
+                    langs_BT=None if langs_BT is None else langs_BT.to(device),
+                    causal=bool(hf_model.config.causal),
+                )
+                .float()
+                .cpu()
+            )
             theirs_BTV = hf_model(input_ids_BT, langs=langs_BT).logits.float()
     finally:
         model.train(was_training)

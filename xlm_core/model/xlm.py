@@ -122,7 +122,8 @@ class MultiHeadAttention(nn.Module):
         # Compat: XLM/transformers compute softmax(q k^T / sqrt(K)) in fp32 and cast back; SDPA does the
         # same for fp32 (difference ~1e-7). Under bf16/fp16 the fused kernels keep fp32 softmax
         # statistics but round the probabilities to the input dtype before the value product, as
-        # transformers does after `.type_as(scores)`; results then differ at the ~1e-3 level.
+        # transformers does after `.type_as(scores)`. Measured under CPU bf16 autocast (tiny model):
+        # ours vs transformers 1.6e-2 on logits of magnitude ~4, the same as either one vs fp32.
         # Compat: the causal mask ignores padding (original XLM and transformers); padded queries
         # are zeroed after every layer anyway.
         ctx_BHTK = F.scaled_dot_product_attention(

@@ -92,8 +92,13 @@ def prepare_inputs(
     generator: torch.Generator | None,
     mask_scores_V: torch.Tensor | None = None,
     evaluation: bool = False,
+    eval_seed: int = 0,
 ) -> LMInputs:
-    """Inputs for one step; `evaluation=True` uses the original's deterministic masking."""
+    """Inputs for one step; `evaluation=True` uses the original's deterministic masking.
+
+    `eval_seed` (the batch's index in its set) makes the masks fixed across evaluations but
+    different between batches of one evaluation, as the original's single seeded generator does.
+    """
     use_langs = len(lang2id) > 1
     tokens_BT, lengths_B, positions_BT, langs_BT = _join(step, batch, lang2id, use_langs)
     if step.objective == "clm":
@@ -101,7 +106,7 @@ def prepare_inputs(
         return LMInputs(tokens_BT, lengths_B, positions_BT, langs_BT, pred_mask_BT, targets_N, causal=True)
     if evaluation:
         inputs_BT, pred_mask_BT, targets_N = eval_mask(tokens_BT, lengths_B, word_pred=word_pred,
-                                                        mask_index=MASK_INDEX, seed=0)
+                                                        mask_index=MASK_INDEX, seed=eval_seed)
     else:
         inputs_BT, pred_mask_BT, targets_N = mask_tokens(
             tokens_BT, generator=generator, vocab_size=vocab_size, word_pred=word_pred, keep_rand=keep_rand,

@@ -60,7 +60,9 @@ def lm_loss(
     num_pred = int(targets_N.numel())
     if num_pred == 0:
         zero = logits_NV.sum() * 0.0
-        return ObjectiveOutput(loss=zero, num_pred=0, num_correct=torch.zeros((), dtype=torch.long))
+        return ObjectiveOutput(
+            loss=zero, num_pred=0, num_correct=torch.zeros((), dtype=torch.long, device=logits_NV.device)
+        )
     # Loss in fp32 even under autocast: log-softmax over a large V loses precision in bf16/fp16.
     loss = F.cross_entropy(logits_NV.float(), targets_N, reduction="mean")
     num_correct = (logits_NV.detach().argmax(dim=-1) == targets_N).sum()

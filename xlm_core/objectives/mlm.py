@@ -58,8 +58,9 @@ def mask_tokens(
     exactly ceil(word_pred * num_tokens) non-pad positions are drawn without replacement with
     probability proportional to the score of their token (`sample_alpha` smoothing; specials and
     pad score 0). Padding, anything at or beyond `lengths_B`, and position 0 of each row (as in
-    the original) are never targets; if nothing was selected, one random eligible position is. Each target becomes `<mask>` / stays / becomes a random
-    id from the whole vocabulary with probabilities `keep_rand` (the original draws specials too).
+    the original) are never targets; if nothing was selected, one random eligible position is.
+    Each target becomes `<mask>` / stays / becomes a random id from the whole vocabulary with
+    probabilities `keep_rand` (the original draws specials too).
 
     `generator` must live on `tokens_BT.device`; all randomness comes from it.
 

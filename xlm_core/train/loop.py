@@ -181,7 +181,8 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     if world > 1:
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     iterators: dict[StepSpec, Iterator[Any]] = {step: iter(ds) for step, ds in train_sets.items()}
-    schedule = _step_schedule(cfg, steps, {s: len(ds.bset) if isinstance(ds, StreamDataset) else len(ds)
+    # sizes identical on every rank, so every rank samples the same step at each update
+    schedule = _step_schedule(cfg, steps, {s: len(ds.bset) if isinstance(ds, StreamDataset) else ds.num_train_pairs
                                            for s, ds in train_sets.items()})
     metrics: dict[str, float] = dict(state.get("last_metrics", {}))
     cfg_dict = to_dict(cfg)
