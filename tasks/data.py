@@ -83,7 +83,7 @@ def plan_data(config: dict[str, Any]) -> dict[str, Any]:
     return stages.plan_data(typed(config))
 
 
-@task(name="tokenize", task_run_name="tokenize-{unit[lang]}-{unit[split]}-{unit[pair]}")
+@task(name="tokenize", task_run_name="tokenize-{unit[label]}")
 def tokenize(config: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
     return stages.tokenize_unit(typed(config), unit)
 
@@ -93,7 +93,7 @@ def learn_bpe(config: dict[str, Any]) -> dict[str, Any]:
     return stages.learn_bpe_codes(typed(config))
 
 
-@task(name="apply-bpe", task_run_name="apply-bpe-{unit[lang]}-{unit[split]}-{unit[pair]}")
+@task(name="apply-bpe", task_run_name="apply-bpe-{unit[label]}")
 def apply_bpe(config: dict[str, Any], unit: dict[str, Any]) -> str:
     return stages.apply_bpe_unit(typed(config), unit)
 
@@ -103,6 +103,6 @@ def build_dictionary(config: dict[str, Any]) -> dict[str, Any]:
     return stages.build_dictionary(typed(config))
 
 
-@task(name="binarize", task_run_name="binarize-{unit[lang]}-{unit[split]}-{unit[pair]}")
+@task(name="binarize", task_run_name="binarize-{unit[label]}")
 def binarize(config: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
     return stages.binarize_unit(typed(config), unit)

@@ -38,7 +38,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-TextUnit = dict[str, Any]  # {"lang": "en", "pair": "en-fr" | None, "split": "train"}
+TextUnit = dict[str, Any]  # {"lang": "en", "pair": "en-fr" | None, "split": "train", "label": "en-fr.en.train"}
 
 
 def plan_data(cfg: PipelineConfig) -> dict[str, Any]:
@@ -128,9 +128,11 @@ def split_para(cfg: PipelineConfig, pair: str) -> dict[str, Any]:
 
 def text_units(cfg: PipelineConfig) -> list[TextUnit]:
     """Every (language, optional pair, split) text file the pipeline tokenizes, BPEs and binarizes."""
-    units = [{"lang": lang, "pair": None, "split": s} for lang in cfg.data.mono for s in SPLITS]
+    units = [{"lang": lang, "pair": None, "split": s, "label": f"{lang}.{s}"} for lang in cfg.data.mono
+             for s in SPLITS]
     for pair in cfg.data.pairs:
-        units += [{"lang": lang, "pair": pair, "split": s} for lang in pair.split("-") for s in SPLITS]
+        units += [{"lang": lang, "pair": pair, "split": s, "label": f"{pair}.{lang}.{s}"}
+                  for lang in pair.split("-") for s in SPLITS]
     return units
 
 

@@ -60,7 +60,8 @@ def ensure_ray(cfg: PipelineConfig) -> None:
     for key, value in _LOCAL_ENV.items():
         os.environ.setdefault(key, value)
     num_cpus = max(os.cpu_count() or 1, math.ceil(scaling.num_workers * scaling.cpus_per_worker))
-    ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.ERROR,
+    # The dashboard (127.0.0.1:8265) also serves the State API that Ray Train's cleaner polls.
+    ray.init(num_cpus=num_cpus, logging_level=logging.ERROR,
              runtime_env={"env_vars": {"OMP_NUM_THREADS": str(scaling.torch_threads),
                                        "TOKENIZERS_PARALLELISM": "false"}})
 

@@ -1,0 +1,102 @@
+"""The master flow end to end on the tiny config: real WikiExtractor, fastBPE, Ray Train, MLflow."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(prefect_harness, ray_session, tmp_path_factory):
+    from flows.pipeline import xlm_pipeline
+    from xlm_core.config import load_config
+
+    workdir = tmp_path_factory.mktemp("e2e") / "{name}"
+    overrides = {"experiment.workdir": str(workdir)}
+    summary = xlm_pipeline(str(REPO / "configs" / "tiny.yaml"), overrides)
+    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)
+    return summary, cfg
+
+
+def test_every_stage_wrote_sane_outputs(pipeline_run):
+    from xlm_core.data.binarize import load_binarized
+    from xlm_core.data.dictionary import Dictionary
+    from xlm_core.paths import SPLITS, WorkLayout
+
+    _, cfg = pipeline_run
+    layout = WorkLayout(cfg.workdir)
+    dumps = sorted((layout.downloads / "wikipedia").glob("*.xml.bz2"))
+    assert [p.name[:2] for p in dumps] == ["en", "fr"]
+    for lang in ("en", "fr"):
+        text = layout.mono("text", lang).read_text(encoding="utf-8")
+        assert len(text.splitlines()) > 200
+        for markup in ("{{Infobox", "<ref", "'''", "<references"):
+            assert markup not in text, markup
+    dico = Dictionary.read(layout.dictionary)
+    specials = ["<s>", "</s>", "<pad>", "<unk>"] + [f"<special{i}>" for i in range(10)]
+    assert dico.words[:14] == specials
+    assert [dico.index(w) for w in specials] == list(range(14))
+    for lang, pair in (("en", None), ("fr", None), ("en", "en-fr"), ("fr", "en-fr")):
+        for split in SPLITS:
+            bpe_path = layout.para("bpe", pair, lang, split) if pair else layout.mono("bpe", lang, split)
+            lines = bpe_path.read_text(encoding="utf-8").splitlines()
+            bset = load_binarized(layout.binarized(split, lang, pair))
+            assert len(bset) == len(lines)
+            assert bset.tokens.shape[0] == sum(len(line.split()) for line in lines) + len(lines)
+            assert int(bset.tokens[-1]) == 1  # each sentence ends with </s>
+
+
+def test_mlflow_has_decreasing_per_language_perplexity(pipeline_run):
+    from mlflow import MlflowClient
+
+    summary, cfg = pipeline_run
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    train_run = client.get_run(summary["mlflow_training_run_id"])
+    assert train_run.data.tags["mlflow.parentRunId"] == summary["mlflow_pipeline_run_id"]
+    assert train_run.data.tags["prefect.flow_run_id"]
+    assert train_run.data.params["model.emb_dim"] == "64"
+    for key in ("valid_en_mlm_ppl", "valid_fr_mlm_ppl", "valid_en_fr_mlm_ppl", "valid_mlm_ppl"):
+        history = [m.value for m in sorted(client.get_metric_history(train_run.info.run_id, key),
+                                           key=lambda m: m.step)]
+        assert len(history) == cfg.train.max_epochs, key
+        assert history[-1] < history[0], (key, history)
+    assert client.get_metric_history(train_run.info.run_id, "train_en_mlm_loss")
+    artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id)}
+    assert {"best_checkpoint", "vocabulary", "config.json"} <= artifacts
+    pipeline = client.get_run(summary["mlflow_pipeline_run_id"])
+    assert pipeline.info.status == "FINISHED"
+    assert "hf_export" in {a.path for a in client.list_artifacts(pipeline.info.run_id)}
+
+
+def test_export_loads_in_transformers_with_the_same_logits(pipeline_run):
+    from transformers import XLMTokenizer, XLMWithLMHeadModel
+
+    from xlm_core.export.from_checkpoint import model_from_checkpoint
+
+    summary, _ = pipeline_run
+    export_dir = summary["export_dir"]
+    config = json.loads((REPO / export_dir / "config.json").read_text())
+    assert config["model_type"] == "xlm" and config["lang2id"] == {"en": 0, "fr": 1}
+    tokenizer = XLMTokenizer.from_pretrained(export_dir)
+    hf_model = XLMWithLMHeadModel.from_pretrained(export_dir).eval()
+    ours, _, _, _ = model_from_checkpoint(summary["best_checkpoint"])
+    batch = tokenizer(["the file is not a directory .", "le fichier n' est pas un dossier ."],
+                      return_tensors="pt", padding=True)
+    ids = batch["input_ids"]
+    assert ids[0, 0].item() == 1  # bos_token </s>: the XLM training layout
+    langs = torch.tensor([[0] * ids.shape[1], [1] * ids.shape[1]])
+    with torch.no_grad():
+        theirs = hf_model(ids, attention_mask=batch["attention_mask"], langs=langs).logits
+        mine = ours(ids, lengths_B=batch["attention_mask"].sum(1), langs_BT=langs)
+    mask = batch["attention_mask"].bool()
+    assert float((theirs - mine)[mask].abs().max()) <= 1e-4
+    assert summary["max_abs_logit_diff"] <= 1e-4
+    card = (REPO / export_dir / "README.md").read_text()
+    assert "valid" in card and "en" in card
