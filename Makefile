@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/demo.yaml
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: install demo test test-slow lint imports typecheck clean
+.PHONY: install demo test lint imports ui clean
 
 install:
 	@bash scripts/install.sh
@@ -21,6 +21,10 @@ lint: install
 
 imports: install
 	$(VENV)/bin/lint-imports
+
+# Prefect UI and MLflow dashboard for the demo's stores (EXPERIMENT=name for another experiment).
+ui: install
+	bash infra/local/serve-ui.sh $(or $(EXPERIMENT),demo)
 
 clean:
 	rm -rf work .prefect .pytest_cache

@@ -13,8 +13,9 @@ from tasks.config import resolve_config
 from tasks.tracking import finish_pipeline_run, mark_pipeline_run_failed, publish_summary, start_pipeline_run
 
 
-@flow(name="xlm-pipeline", log_prints=True, on_failure=[mark_pipeline_run_failed],
-      on_crashed=[mark_pipeline_run_failed])
+@flow(
+    name="xlm-pipeline", log_prints=True, on_failure=[mark_pipeline_run_failed], on_crashed=[mark_pipeline_run_failed]
+)
 def xlm_pipeline(config_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config = resolve_config(config_path, overrides)
     run_id = start_pipeline_run(config)

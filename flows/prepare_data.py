@@ -46,6 +46,7 @@ def prepare_data(config: dict[str, Any], run_id: str) -> dict[str, Any]:
     dictionary = build_dictionary.submit(config, wait_for=[bpe_files])
     binarized = binarize.map(unmapped(config), plan["units"], wait_for=[dictionary])
 
+    log_stage_stats(config, run_id, "fetch", dumps.result())
     log_stage_stats(config, run_id, "extract", extracted.result())
     log_stage_stats(config, run_id, "tokenize", tokenized.result())
     log_stage_stats(config, run_id, "bpe", [codes.result(), dictionary.result()])

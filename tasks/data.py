@@ -49,13 +49,13 @@ def prepare_sources(config: dict[str, Any]) -> dict[str, str]:
 
 
 @task(name="fetch-wikipedia", task_run_name="fetch-wikipedia-{lang}", **_NET)
-def fetch_wikipedia(config: dict[str, Any], lang: str, base_url: str) -> str:
+def fetch_wikipedia(config: dict[str, Any], lang: str, base_url: str) -> dict[str, Any]:
     return stages.fetch_wikipedia(typed(config), lang, base_url)
 
 
 @task(name="extract-wikipedia", task_run_name="wikiextractor-{lang}")
-def extract_wikipedia(config: dict[str, Any], lang: str, dump_path: str) -> dict[str, Any]:
-    return stages.extract_wikipedia(typed(config), lang, dump_path)
+def extract_wikipedia(config: dict[str, Any], lang: str, dump: dict[str, Any]) -> dict[str, Any]:
+    return stages.extract_wikipedia(typed(config), lang, dump)
 
 
 @task(name="fetch-opus", task_run_name="fetch-opus-{index}", **_NET)

@@ -67,7 +67,7 @@ def log_params(client: MlflowClient, run_id: str, config: dict[str, Any]) -> Non
     """The flattened config as params (logged once per run) and as a JSON artifact."""
     params = [mlflow.entities.Param(k, str(v)[:6000]) for k, v in flatten(config).items()]
     for start in range(0, len(params), 100):
-        client.log_batch(run_id, params=params[start:start + 100])
+        client.log_batch(run_id, params=params[start : start + 100])
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.json"
         path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
@@ -79,8 +79,11 @@ def start_pipeline_run(config: dict[str, Any]) -> str:
     cfg = typed(config)
     cfg.workdir.mkdir(parents=True, exist_ok=True)
     client = client_for(cfg)
-    run = client.create_run(ensure_experiment(cfg), run_name=f"pipeline-{flow_run.name or 'local'}",
-                            tags=prefect_tags() | {"xlm.stage": "pipeline"})
+    run = client.create_run(
+        ensure_experiment(cfg),
+        run_name=f"pipeline-{flow_run.name or 'local'}",
+        tags=prefect_tags() | {"xlm.stage": "pipeline"},
+    )
     log_params(client, run.info.run_id, config)
     return run.info.run_id
 
@@ -100,7 +103,7 @@ def log_stage_stats(config: dict[str, Any], run_id: str, stage: str, stats: Any)
                 name = f"{stage}.{label}.{key}" if label else f"{stage}.{key}"
                 metrics.append(mlflow.entities.Metric(name, float(value), 0, 0))
     for start in range(0, len(metrics), 500):
-        client.log_batch(run_id, metrics=metrics[start:start + 500])
+        client.log_batch(run_id, metrics=metrics[start : start + 500])
     client.log_dict(run_id, stats, f"stages/{stage}.json")
 
 
@@ -112,15 +115,22 @@ def finish_pipeline_run(config: dict[str, Any], run_id: str, status: str = "FINI
 
 
 @task(name="publish-summary")
-def publish_summary(config: dict[str, Any], run_id: str, trained: dict[str, Any],
-                    exported: dict[str, Any]) -> dict[str, Any]:
+def publish_summary(
+    config: dict[str, Any], run_id: str, trained: dict[str, Any], exported: dict[str, Any]
+) -> dict[str, Any]:
     """A Prefect artifact with the validation perplexities, the MLflow run and the export."""
     cfg = typed(config)
     metrics = trained.get("metrics") or {}
-    rows = [{"metric": k, "value": round(float(v), 4)} for k, v in sorted(metrics.items())
-            if k.startswith(("valid_", "test_")) and k.endswith("_ppl")]
-    create_table_artifact(key="xlm-perplexities", table=rows,
-                          description=f"MLflow training run {trained.get('run_id')} in {cfg.tracking_uri}")
+    rows = [
+        {"metric": k, "value": round(float(v), 4)}
+        for k, v in sorted(metrics.items())
+        if k.startswith(("valid_", "test_")) and k.endswith("_ppl")
+    ]
+    create_table_artifact(
+        key="xlm-perplexities",
+        table=rows,
+        description=f"MLflow training run {trained.get('run_id')} in {cfg.tracking_uri}",
+    )
     summary = {
         "prefect_flow_run_id": str(flow_run.id) if flow_run.id else None,
         "mlflow_tracking_uri": cfg.tracking_uri,
@@ -131,8 +141,12 @@ def publish_summary(config: dict[str, Any], run_id: str, trained: dict[str, Any]
         "max_abs_logit_diff": exported["max_abs_logit_diff"],
         "metrics": {r["metric"]: r["value"] for r in rows},
     }
-    create_markdown_artifact(key="xlm-run-summary", markdown="\n".join(
-        ["| item | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.items() if k != "metrics"]))
+    create_markdown_artifact(
+        key="xlm-run-summary",
+        markdown="\n".join(
+            ["| item | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in summary.items() if k != "metrics"]
+        ),
+    )
     client_for(cfg).log_dict(run_id, summary, "summary.json")
     return summary
 
@@ -148,8 +162,9 @@ def mark_pipeline_run_failed(flow: Any, run: Any, state: Any) -> None:
         experiment = client.get_experiment_by_name(cfg.mlflow_experiment)
         if experiment is None:
             return
-        for found in client.search_runs([experiment.experiment_id],
-                                        filter_string=f"tags.`{PREFECT_RUN_ID}` = '{run.id}'"):
+        for found in client.search_runs(
+            [experiment.experiment_id], filter_string=f"tags.`{PREFECT_RUN_ID}` = '{run.id}'"
+        ):
             if found.info.status == "RUNNING":
                 client.set_terminated(found.info.run_id, status="FAILED")
     except Exception as e:  # a hook must not mask the flow's own failure

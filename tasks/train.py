@@ -8,7 +8,7 @@ from typing import Any
 from prefect import task
 
 from tasks._common import typed
-from tasks.tracking import prefect_tags, client_for, ensure_experiment, log_params
+from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags
 from xlm_core.paths import WorkLayout
 from xlm_core.train.ray_launcher import launch, ray_run_name
 
@@ -28,9 +28,11 @@ def _child_run(config: dict[str, Any], parent_run_id: str) -> str:
     )
     if found:
         return found[0].info.run_id
-    run = client.create_run(experiment_id, run_name="pretrain",
-                            tags=prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": "pretrain",
-                                                    "xlm.ray_run_name": name})
+    run = client.create_run(
+        experiment_id,
+        run_name="pretrain",
+        tags=prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": "pretrain", "xlm.ray_run_name": name},
+    )
     log_params(client, run.info.run_id, config)
     layout = WorkLayout(cfg.workdir)
     for path in (layout.dictionary, layout.codes):

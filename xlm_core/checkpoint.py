@@ -53,8 +53,9 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
         generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
 
 
-def save_checkpoint(directory: Path, state: dict[str, Any], config: dict[str, Any],
-                    extra_files: list[Path] | None = None) -> Path:
+def save_checkpoint(
+    directory: Path, state: dict[str, Any], config: dict[str, Any], extra_files: list[Path] | None = None
+) -> Path:
     """Write `state`, `config` and copies of `extra_files` (vocabulary, BPE codes) into `directory`."""
     with atomic_path(directory) as tmp:
         tmp.mkdir(parents=True)

@@ -163,7 +163,9 @@ class BPEConfig(_Section):
         default=0.5, gt=0, le=1, description="Multinomial language sampling exponent for the BPE training sample."
     )
     sample_size: int = Field(default=10_000_000, ge=1, description="Lines in the BPE training sample.")
-    max_vocab: int = Field(default=-1, description="Keep only the most frequent N entries (-1: all).")
+    max_vocab: int = Field(
+        default=-1, description="Vocabulary size cap including the 14 special tokens, as XLM's --max_vocab (-1: all)."
+    )
     min_count: int = Field(default=0, ge=0, description="Drop vocabulary entries rarer than this.")
 
 
@@ -442,10 +444,17 @@ def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None =
 
 
 def config_from_dict(tree: dict[str, Any], *, source: str = "<dict>") -> PipelineConfig:
+    """Validate a config tree; relative work and storage paths become absolute (against the cwd),
+    so Ray workers, whose working directory differs, see the same files."""
     try:
-        return PipelineConfig.model_validate(tree)
+        cfg = PipelineConfig.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, source)) from e
+    cfg.experiment.workdir = str(cfg.workdir)
+    storage = cfg.checkpoint.storage_path
+    if storage and "://" not in storage:
+        cfg.checkpoint.storage_path = str(Path(storage).expanduser().resolve())
+    return cfg
 
 
 def to_dict(config: BaseModel) -> dict[str, Any]:
@@ -471,3 +480,55 @@ def config_hash(section: BaseModel | dict[str, Any]) -> str:
     """Stable short hash of a config section (cache keys)."""
     data = section if isinstance(section, dict) else to_dict(section)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def reference_markdown() -> str:
+    """The config reference (every section and key with type, default and description) as Markdown."""
+    lines: list[str] = []
+    for section, field in PipelineConfig.model_fields.items():
+        model = field.annotation
+        required = field.is_required()
+        lines.append(f"### `{section}`{' (required)' if required else ''}")
+        lines.append("")
+        lines.append("| key | type | default | description |")
+        lines.append("|---|---|---|---|")
+        lines.extend(_reference_rows(model, prefix=""))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _type_name(annotation: Any) -> str:
+    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
+    text = text or str(annotation).replace("typing.", "").replace("xlm_core.config.", "")
+    return text.replace("|", "or")
+
+
+def _reference_rows(model: Any, prefix: str) -> list[str]:
+    rows = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            rows.extend(_reference_rows(annotation, prefix=f"{prefix}{name}."))
+            continue
+        item = (getattr(annotation, "__args__", None) or [None])[0]
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            rows.append(f"| `{prefix}{name}` | list | `[]` | {field.description} Each item: |")
+            rows.extend(_reference_rows(item, prefix=f"{prefix}{name}[]."))
+            continue
+        if field.is_required():
+            default = "required"
+        elif field.default_factory is not None:
+            default = f"`{json.dumps(to_json_default(field.default_factory()))}`"
+        else:
+            default = f"`{json.dumps(to_json_default(field.default))}`"
+        description = (field.description or "").replace("|", "\\|")
+        rows.append(f"| `{prefix}{name}` | {_type_name(annotation)} | {default} | {description} |")
+    return rows
+
+
+def to_json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, tuple):
+        return list(value)
+    return value

@@ -69,8 +69,15 @@ def fingerprint(path: str | Path) -> str:
 class ProgressLog:
     """Periodic log lines with counts and rates, for long loops (at most one line per `interval` s)."""
 
-    def __init__(self, what: str, *, unit: str = "lines", total: int | None = None, interval: float = 10.0,
-                 log: logging.Logger | None = None) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        unit: str = "lines",
+        total: int | None = None,
+        interval: float = 10.0,
+        log: logging.Logger | None = None,
+    ) -> None:
         self.what, self.unit, self.total, self.interval = what, unit, total, interval
         self.log = log or logger
         self.count = 0
@@ -87,13 +94,22 @@ class ProgressLog:
         rate = self.count / max(now - self.start, 1e-9)
         if self.total:
             eta = (self.total - self.count) / max(rate, 1e-9)
-            self.log.info("%s: %d/%d %s (%.0f %s/s, ETA %.0fs)", self.what, self.count, self.total,
-                          self.unit, rate, self.unit, eta)
+            self.log.info(
+                "%s: %d/%d %s (%.0f %s/s, ETA %.0fs)",
+                self.what,
+                self.count,
+                self.total,
+                self.unit,
+                rate,
+                self.unit,
+                eta,
+            )
         else:
             self.log.info("%s: %d %s (%.0f %s/s)", self.what, self.count, self.unit, rate, self.unit)
 
     def done(self) -> None:
         now = time.monotonic()
         rate = self.count / max(now - self.start, 1e-9)
-        self.log.info("%s: done, %d %s in %.1fs (%.0f %s/s)", self.what, self.count, self.unit,
-                      now - self.start, rate, self.unit)
+        self.log.info(
+            "%s: done, %d %s in %.1fs (%.0f %s/s)", self.what, self.count, self.unit, now - self.start, rate, self.unit
+        )

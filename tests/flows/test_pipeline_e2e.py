@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -63,8 +62,7 @@ def test_mlflow_has_decreasing_per_language_perplexity(pipeline_run):
     assert train_run.data.tags["prefect.flow_run_id"]
     assert train_run.data.params["model.emb_dim"] == "64"
     for key in ("valid_en_mlm_ppl", "valid_fr_mlm_ppl", "valid_en_fr_mlm_ppl", "valid_mlm_ppl"):
-        history = [m.value for m in sorted(client.get_metric_history(train_run.info.run_id, key),
-                                           key=lambda m: m.step)]
+        history = [m.value for m in sorted(client.get_metric_history(train_run.info.run_id, key), key=lambda m: m.step)]
         assert len(history) == cfg.train.max_epochs, key
         assert history[-1] < history[0], (key, history)
     assert client.get_metric_history(train_run.info.run_id, "train_en_mlm_loss")
@@ -87,8 +85,9 @@ def test_export_loads_in_transformers_with_the_same_logits(pipeline_run):
     tokenizer = XLMTokenizer.from_pretrained(export_dir)
     hf_model = XLMWithLMHeadModel.from_pretrained(export_dir).eval()
     ours, _, _, _ = model_from_checkpoint(summary["best_checkpoint"])
-    batch = tokenizer(["the file is not a directory .", "le fichier n' est pas un dossier ."],
-                      return_tensors="pt", padding=True)
+    batch = tokenizer(
+        ["the file is not a directory .", "le fichier n' est pas un dossier ."], return_tensors="pt", padding=True
+    )
     ids = batch["input_ids"]
     assert ids[0, 0].item() == 1  # bos_token </s>: the XLM training layout
     langs = torch.tensor([[0] * ids.shape[1], [1] * ids.shape[1]])

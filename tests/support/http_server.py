@@ -133,8 +133,9 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_error(404)
                 return
             data = target.read_bytes()
-            wanted = None if (fault and fault.kind == "ignore_range") else _parse_range(
-                self.headers.get("Range"), len(data))
+            wanted = (
+                None if (fault and fault.kind == "ignore_range") else _parse_range(self.headers.get("Range"), len(data))
+            )
             if wanted == "invalid":
                 self._record(path, 416)
                 self.send_response(416)
@@ -146,7 +147,7 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
                 status, payload = 200, data
             else:
                 start, end = wanted
-                status, payload = 206, data[start:end + 1]
+                status, payload = 206, data[start : end + 1]
             self._record(path, status)
             self.send_response(status)
             self.send_header("Content-Type", "application/octet-stream")

@@ -109,22 +109,25 @@ def test_dump_layout_and_filtered_pages(tmp_path):
     index = bz2.decompress((day / f"enwiki-{DATE}-pages-articles-multistream-index.txt.bz2").read_bytes())
     offset, page_id, title = index.decode().splitlines()[1].split(":", 2)
     stream = bz2.BZ2Decompressor().decompress(
-        (day / f"enwiki-{DATE}-pages-articles-multistream.xml.bz2").read_bytes()[int(offset):])
+        (day / f"enwiki-{DATE}-pages-articles-multistream.xml.bz2").read_bytes()[int(offset) :]
+    )
     assert f"<title>{title}</title>".encode() in stream and f"<id>{page_id}</id>".encode() in stream
 
 
 def test_mirror_is_deterministic(tmp_path):
-    first = build_demo_mirror(tmp_path / "a", langs=["en", "fr"], pairs=["en-fr"], date=DATE, max_pages=3,
-                              max_pairs=50)
-    second = build_demo_mirror(tmp_path / "b", langs=["en", "fr"], pairs=["en-fr"], date=DATE, max_pages=3,
-                               max_pairs=50)
+    first = build_demo_mirror(tmp_path / "a", langs=["en", "fr"], pairs=["en-fr"], date=DATE, max_pages=3, max_pairs=50)
+    second = build_demo_mirror(
+        tmp_path / "b", langs=["en", "fr"], pairs=["en-fr"], date=DATE, max_pages=3, max_pairs=50
+    )
     for key in ("dumps", "opus"):
         for name in first[key]:
             assert Path(first[key][name]).read_bytes() == Path(second[key][name]).read_bytes()
     assert first["wikipedia_base_url"] == (tmp_path / "a" / "wikipedia").as_uri()
     # Shared commands come first, so the two languages describe the same tools.
-    titles = {lang: re.findall(r"<title>([^<:]+)</title>", bz2.decompress(Path(p).read_bytes()).decode())
-              for lang, p in first["dumps"].items()}
+    titles = {
+        lang: re.findall(r"<title>([^<:]+)</title>", bz2.decompress(Path(p).read_bytes()).decode())
+        for lang, p in first["dumps"].items()
+    }
     assert titles["en"][:3] == titles["fr"][:3]
     with zipfile.ZipFile(first["opus"]["en-fr"]) as archive:
         assert archive.read("GNOME.en-fr.en").count(b"\n") == archive.read("GNOME.en-fr.fr").count(b"\n") == 50

@@ -22,7 +22,8 @@ def _zip(path: Path, members: dict[str, str]) -> Path:
 
 def test_moses_url_sorts_the_pair(tmp_path):
     assert moses_url("https://object.pouta.csc.fi", "MultiUN", "v1", "fr-en") == (
-        "https://object.pouta.csc.fi/OPUS-MultiUN/v1/moses/en-fr.txt.zip")
+        "https://object.pouta.csc.fi/OPUS-MultiUN/v1/moses/en-fr.txt.zip"
+    )
     assert moses_url(str(tmp_path), "GNOME", "v1", "en-zh_CN").startswith(tmp_path.as_uri() + "/OPUS-GNOME/")
     assert moses_name("EUbookshop", "v2", "en-de") == "EUbookshop-v2-de-en.txt.zip"
     with pytest.raises(OpusFormatError, match="l1-l2"):
@@ -45,13 +46,16 @@ def test_demo_zip_fetched_and_read(tmp_path):
 
 
 def test_separators_inside_lines_become_spaces(tmp_path):
-    zip_path = _zip(tmp_path / "c.zip", {
-        "X.de-en.de": "eins\r zwei\u2028drei\nvier\x0bfünf\n",
-        "X.de-en.en": "one two three\nfour five\n",
-        "X.de-en.ids": "ignored\n",
-        "__MACOSX/._X.de-en.de": "resource fork\n",
-        "README": "readme\n",
-    })
+    zip_path = _zip(
+        tmp_path / "c.zip",
+        {
+            "X.de-en.de": "eins\r zwei\u2028drei\nvier\x0bfünf\n",
+            "X.de-en.en": "one two three\nfour five\n",
+            "X.de-en.ids": "ignored\n",
+            "__MACOSX/._X.de-en.de": "resource fork\n",
+            "README": "readme\n",
+        },
+    )
     assert read_moses_zip(zip_path, "en-de", tmp_path / "en", tmp_path / "de") == 2
     assert (tmp_path / "de").read_text(encoding="utf-8") == "eins  zwei drei\nvier fünf\n"
     assert (tmp_path / "en").read_text(encoding="utf-8") == "one two three\nfour five\n"

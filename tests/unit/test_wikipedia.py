@@ -25,9 +25,11 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_dump_url_layout(tmp_path):
     assert dump_url("https://dumps.wikimedia.org/", "en", DATE) == (
-        "https://dumps.wikimedia.org/enwiki/20240101/enwiki-20240101-pages-articles.xml.bz2")
+        "https://dumps.wikimedia.org/enwiki/20240101/enwiki-20240101-pages-articles.xml.bz2"
+    )
     assert dump_url("https://x.org", "fr", DATE, multistream=True).endswith(
-        "/frwiki/20240101/frwiki-20240101-pages-articles-multistream.xml.bz2")
+        "/frwiki/20240101/frwiki-20240101-pages-articles-multistream.xml.bz2"
+    )
     expected = f"{tmp_path.as_uri()}/enwiki/{DATE}/enwiki-{DATE}-pages-articles.xml.bz2"
     assert dump_url(str(tmp_path), "en", DATE) == expected
     assert dump_url(tmp_path.as_uri() + "/", "en", DATE).startswith(tmp_path.as_uri() + "/enwiki/")

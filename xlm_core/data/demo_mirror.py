@@ -51,10 +51,28 @@ NAMESPACE_NAMES = {
     "es": {1: "Discusión", 10: "Plantilla", 828: "Módulo"},
     "fr": {1: "Discussion", 10: "Modèle", 828: "Module"},
 }
-NAMESPACES = {-2: "Media", -1: "Special", 0: "", 1: "Talk", 2: "User", 3: "User talk", 4: "Wikipedia",
-              5: "Wikipedia talk", 6: "File", 7: "File talk", 8: "MediaWiki", 9: "MediaWiki talk",
-              10: "Template", 11: "Template talk", 12: "Help", 13: "Help talk", 14: "Category",
-              15: "Category talk", 828: "Module", 829: "Module talk"}
+NAMESPACES = {
+    -2: "Media",
+    -1: "Special",
+    0: "",
+    1: "Talk",
+    2: "User",
+    3: "User talk",
+    4: "Wikipedia",
+    5: "Wikipedia talk",
+    6: "File",
+    7: "File talk",
+    8: "MediaWiki",
+    9: "MediaWiki talk",
+    10: "Template",
+    11: "Template talk",
+    12: "Help",
+    13: "Help talk",
+    14: "Category",
+    15: "Category talk",
+    828: "Module",
+    829: "Module talk",
+}
 TEMPLATE_DOC = "This template shows a box of key facts about a software package."
 TALK_TEXT = "This talk page is for discussing improvements to the article converted from the {0} manual page."
 PAGES_PER_STREAM = 100
@@ -162,26 +180,32 @@ def _page_xml(title: str, ns: int, page_id: int, text: str, comment: str, redire
 def _siteinfo_xml(lang: str) -> str:
     names = {**NAMESPACES, **NAMESPACE_NAMES.get(lang, {})}
     namespaces = [
-        f'      <namespace key="{key}" case="first-letter" />' if key == 0
+        f'      <namespace key="{key}" case="first-letter" />'
+        if key == 0
         else f'      <namespace key="{key}" case="first-letter">{escape(name)}</namespace>'
         for key, name in names.items()
     ]
-    return "\n".join([
-        f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" '
-        f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
-        f'xsi:schemaLocation="http://www.mediawiki.org/xml/export-0.11/ '
-        f'http://www.mediawiki.org/xml/export-0.11.xsd" version="0.11" xml:lang="{lang}">',
-        "  <siteinfo>",
-        "    <sitename>Wikipedia</sitename>",
-        f"    <dbname>{lang}wiki</dbname>",
-        f"    <base>https://{lang}.wikipedia.org/wiki/Main_Page</base>",
-        "    <generator>MediaWiki 1.42.0-wmf.10</generator>",
-        "    <case>first-letter</case>",
-        "    <namespaces>",
-        *namespaces,
-        "    </namespaces>",
-        "  </siteinfo>",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.11/" '
+                f'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" '
+                f'xsi:schemaLocation="http://www.mediawiki.org/xml/export-0.11/ '
+                f'http://www.mediawiki.org/xml/export-0.11.xsd" version="0.11" xml:lang="{lang}">',
+                "  <siteinfo>",
+                "    <sitename>Wikipedia</sitename>",
+                f"    <dbname>{lang}wiki</dbname>",
+                f"    <base>https://{lang}.wikipedia.org/wiki/Main_Page</base>",
+                "    <generator>MediaWiki 1.42.0-wmf.10</generator>",
+                "    <case>first-letter</case>",
+                "    <namespaces>",
+                *namespaces,
+                "    </namespaces>",
+                "  </siteinfo>",
+            ]
+        )
+        + "\n"
+    )
 
 
 def _dump_pages(lang: str, pages: list[ManPage], aliases: dict[str, str]) -> list[tuple[int, str, str]]:
@@ -191,8 +215,15 @@ def _dump_pages(lang: str, pages: list[ManPage], aliases: dict[str, str]) -> lis
     out = [(10, template, _page_xml(template, 10, 10, f"<noinclude>{TEMPLATE_DOC}</noinclude>", "documentation"))]
     page_id = 11
     for page in pages:
-        out.append((page_id, _title(page.name), _page_xml(
-            _title(page.name), 0, page_id, page.wikitext(), f"Imported from the {page.name}(1) manual page")))
+        out.append(
+            (
+                page_id,
+                _title(page.name),
+                _page_xml(
+                    _title(page.name), 0, page_id, page.wikitext(), f"Imported from the {page.name}(1) manual page"
+                ),
+            )
+        )
         page_id += 1
     first = _title(pages[0].name)
     talk = f"{names[1]}:{first}"
@@ -210,8 +241,15 @@ def _write_checked(path: Path, data: bytes) -> dict:
     return {"size": len(data), "sha1": hashlib.sha1(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()}
 
 
-def build_wikipedia_dump(lang: str, date: str, out_root: Path, *, max_pages: int,
-                         prefer_langs: list[str] | None = None, man_root: Path = MAN_ROOT) -> Path:
+def build_wikipedia_dump(
+    lang: str,
+    date: str,
+    out_root: Path,
+    *,
+    max_pages: int,
+    prefer_langs: list[str] | None = None,
+    man_root: Path = MAN_ROOT,
+) -> Path:
     """Write `{out_root}/{lang}wiki/{date}/{lang}wiki-{date}-pages-articles.xml.bz2` and its companions.
 
     Args:
@@ -235,7 +273,7 @@ def build_wikipedia_dump(lang: str, date: str, out_root: Path, *, max_pages: int
     streams, index, offset = [bz2.compress(header.encode("utf-8"), 9)], [], 0
     offset = len(streams[0])
     for start in range(0, len(entries), PAGES_PER_STREAM):
-        chunk = entries[start:start + PAGES_PER_STREAM]
+        chunk = entries[start : start + PAGES_PER_STREAM]
         index += [f"{offset}:{page_id}:{title}" for page_id, title, _ in chunk]
         streams.append(bz2.compress("".join(xml for _, _, xml in chunk).encode("utf-8"), 9))
         offset += len(streams[-1])
@@ -243,16 +281,22 @@ def build_wikipedia_dump(lang: str, date: str, out_root: Path, *, max_pages: int
     multi = f"{lang}wiki-{date}-pages-articles-multistream"
     files[f"{multi}.xml.bz2"] = _write_checked(day / f"{multi}.xml.bz2", b"".join(streams))
     files[f"{multi}-index.txt.bz2"] = _write_checked(
-        day / f"{multi}-index.txt.bz2", bz2.compress(("\n".join(index) + "\n").encode("utf-8"), 9))
+        day / f"{multi}-index.txt.bz2", bz2.compress(("\n".join(index) + "\n").encode("utf-8"), 9)
+    )
 
     for algorithm in ("sha1", "md5"):
         with atomic_open(day / f"{lang}wiki-{date}-{algorithm}sums.txt") as handle:
             handle.writelines(f"{info[algorithm]}  {name}\n" for name, info in sorted(files.items()))
     jobs = {}
-    for job, names in (("articlesdump", [f"{prefix}.xml.bz2"]),
-                       ("articlesmultistreamdump", [f"{multi}.xml.bz2", f"{multi}-index.txt.bz2"])):
-        jobs[job] = {"status": "done", "updated": TIMESTAMP.replace("T", " ").rstrip("Z"), "files": {
-            name: {**files[name], "url": f"/{lang}wiki/{date}/{name}"} for name in names}}
+    for job, names in (
+        ("articlesdump", [f"{prefix}.xml.bz2"]),
+        ("articlesmultistreamdump", [f"{multi}.xml.bz2", f"{multi}-index.txt.bz2"]),
+    ):
+        jobs[job] = {
+            "status": "done",
+            "updated": TIMESTAMP.replace("T", " ").rstrip("Z"),
+            "files": {name: {**files[name], "url": f"/{lang}wiki/{date}/{name}"} for name in names},
+        }
     with atomic_open(day / "dumpstatus.json") as handle:
         json.dump({"jobs": jobs, "version": "0.8"}, handle, indent=1, sort_keys=True)
     for kind in ("pages-articles", "pages-articles-multistream"):
@@ -299,7 +343,7 @@ def read_mo(path: Path) -> list[tuple[str, str]]:
     for i in range(count):
         length_o, offset_o = struct.unpack_from(f"{order}2I", data, originals + 8 * i)
         length_t, offset_t = struct.unpack_from(f"{order}2I", data, translations + 8 * i)
-        raw.append((data[offset_o:offset_o + length_o], data[offset_t:offset_t + length_t]))
+        raw.append((data[offset_o : offset_o + length_o], data[offset_t : offset_t + length_t]))
     charset = "utf-8"
     for msgid, msgstr in raw:
         if msgid == b"":
@@ -347,8 +391,15 @@ def _catalog_pairs(lang: str, locale_root: Path) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(seen, key=lambda pair: (hashlib.sha1("\t".join(pair).encode()).hexdigest(), pair)))
 
 
-def build_opus_zip(pair: str, out_root: Path, *, corpus: str = "GNOME", version: str = "v1", max_pairs: int,
-                   locale_root: Path = LOCALE_ROOT) -> Path:
+def build_opus_zip(
+    pair: str,
+    out_root: Path,
+    *,
+    corpus: str = "GNOME",
+    version: str = "v1",
+    max_pairs: int,
+    locale_root: Path = LOCALE_ROOT,
+) -> Path:
     """Write `{out_root}/OPUS-{corpus}/{version}/moses/{l1}-{l2}.txt.zip` from gettext catalogs."""
     l1, l2 = sorted(pair.split("-"))
     if "en" not in (l1, l2) or l1 == l2:
@@ -357,9 +408,11 @@ def build_opus_zip(pair: str, out_root: Path, *, corpus: str = "GNOME", version:
     pairs = catalog_pairs(other, locale_root=locale_root)[:max_pairs]
     sides = {"en": [en for en, _ in pairs], other: [tr for _, tr in pairs]}
     path = Path(out_root) / f"OPUS-{corpus}" / version / "moses" / f"{l1}-{l2}.txt.zip"
-    readme = (f"{corpus} {version}, {l1}-{l2}: {len(pairs)} sentence pairs.\n\n"
-              "Offline demo mirror: English message ids and their translations, read from the gettext\n"
-              f"catalogs under {_locale_dir(other, locale_root)} of the machine that built it.\n")
+    readme = (
+        f"{corpus} {version}, {l1}-{l2}: {len(pairs)} sentence pairs.\n\n"
+        "Offline demo mirror: English message ids and their translations, read from the gettext\n"
+        f"catalogs under {_locale_dir(other, locale_root)} of the machine that built it.\n"
+    )
     members = [
         (f"{corpus}.{l1}-{l2}.{l1}", "".join(line + "\n" for line in sides[l1])),
         (f"{corpus}.{l1}-{l2}.{l2}", "".join(line + "\n" for line in sides[l2])),
@@ -376,8 +429,16 @@ def build_opus_zip(pair: str, out_root: Path, *, corpus: str = "GNOME", version:
     return path
 
 
-def build_demo_mirror(out_root: Path, *, langs: list[str], pairs: list[str], date: str, max_pages: int,
-                      max_pairs: int, corpora: list[tuple[str, str, str]] | None = None) -> dict:
+def build_demo_mirror(
+    out_root: Path,
+    *,
+    langs: list[str],
+    pairs: list[str],
+    date: str,
+    max_pages: int,
+    max_pairs: int,
+    corpora: list[tuple[str, str, str]] | None = None,
+) -> dict:
     """Build the whole mirror: `out_root/wikipedia` (dump server) and `out_root/opus` (object store).
 
     Args:
@@ -389,13 +450,19 @@ def build_demo_mirror(out_root: Path, *, langs: list[str], pairs: list[str], dat
     """
     out_root = Path(out_root).resolve()
     dumps = {
-        lang: build_wikipedia_dump(lang, date, out_root / "wikipedia", max_pages=max_pages,
-                                   prefer_langs=[other for other in langs if other != lang])
+        lang: build_wikipedia_dump(
+            lang,
+            date,
+            out_root / "wikipedia",
+            max_pages=max_pages,
+            prefer_langs=[other for other in langs if other != lang],
+        )
         for lang in langs
     }
     opus = {
-        f"{corpus}/{version}/{pair}" if corpora else pair:
-            build_opus_zip(pair, out_root / "opus", corpus=corpus, version=version, max_pairs=max_pairs)
+        f"{corpus}/{version}/{pair}" if corpora else pair: build_opus_zip(
+            pair, out_root / "opus", corpus=corpus, version=version, max_pairs=max_pairs
+        )
         for corpus, version, pair in (corpora or [("GNOME", "v1", pair) for pair in pairs])
     }
     return {

@@ -115,7 +115,8 @@ def _with_retries(action: Callable[[], T], *, url: str, retries: int, backoff: f
                 raise TransientDownloadError(
                     f"{url}: giving up after {attempt} attempts; last error: {e}. "
                     "Check the server or mirror, or raise `retries`/`timeout`.",
-                    url=url, status=e.status,
+                    url=url,
+                    status=e.status,
                 ) from e
             delay = backoff * 2 ** (attempt - 1)
             logger.warning("%s: %s; retry %d/%d in %.1fs", url, e, attempt, retries, delay)
@@ -143,8 +144,7 @@ def _open(url: str, *, timeout: float, offset: int = 0) -> http.client.HTTPRespo
     except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
         reason = getattr(e, "reason", e)
         if isinstance(reason, ssl.SSLCertVerificationError):
-            raise DownloadError(f"{url}: TLS certificate rejected ({reason}); retrying will not help",
-                                url=url) from e
+            raise DownloadError(f"{url}: TLS certificate rejected ({reason}); retrying will not help", url=url) from e
         raise TransientDownloadError(f"no response: {reason}", url=url) from e
 
 
@@ -227,12 +227,17 @@ def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None) -> bo
         return resumed
 
 
-def _fetch_with_retries(url: str, part: Path, *, timeout: float, size: int | None, retries: int,
-                        backoff: float) -> bool:
+def _fetch_with_retries(
+    url: str, part: Path, *, timeout: float, size: int | None, retries: int, backoff: float
+) -> bool:
     """Fetch into `part` until complete; True if any attempt resumed a partial file."""
     resumed: list[bool] = []
-    _with_retries(lambda: resumed.append(_fetch_http(url, part, timeout=timeout, size=size)),
-                  url=url, retries=retries, backoff=backoff)
+    _with_retries(
+        lambda: resumed.append(_fetch_http(url, part, timeout=timeout, size=size)),
+        url=url,
+        retries=retries,
+        backoff=backoff,
+    )
     return any(resumed)
 
 
@@ -291,8 +296,10 @@ def download(
                 part.unlink(missing_ok=True)
             had_partial = part.exists() and part.stat().st_size > 0
             try:
-                resumed = _fetch_with_retries(url, part, timeout=timeout, size=size, retries=retries,
-                                              backoff=backoff) or had_partial
+                resumed = (
+                    _fetch_with_retries(url, part, timeout=timeout, size=size, retries=retries, backoff=backoff)
+                    or had_partial
+                )
             except DownloadError as e:
                 if not isinstance(e, TransientDownloadError):
                     part.unlink(missing_ok=True)  # a refused URL makes the partial file meaningless

@@ -14,13 +14,67 @@ from pathlib import Path
 
 __all__ = ["ManPage", "read_manpage"]
 
-GLYPHS = {"em": "—", "en": "–", "bu": "•", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘", "cq": "’",
-          "co": "©", "rg": "®", "tm": "™", "mu": "×", "de": "°", "ti": "~", "ha": "^", "ga": "`", "rs": "\\",
-          "at": "@", "hy": "-", "ra": "→", "la": "←", "<=": "≤", ">=": "≥", "!=": "≠", "+-": "±", "sh": "#",
-          "Do": "$", "sl": "/", "fm": "′", "pl": "+", "mi": "−", "eq": "=", "ba": "|", "br": "|", "lB": "[",
-          "rB": "]", "lC": "{", "rC": "}", "Fo": "«", "Fc": "»", "fo": "‹", "fc": "›", "dg": "†", "ss": "ß"}
-STRINGS = {"Aq": "'", "C'": "'", "C`": "'", 'L"': "“", 'R"': "”", "lq": "“", "rq": "”", "R": "®", "Tm": "™",
-           "-": "—", "PI": "π", "Ae": "Æ"}
+GLYPHS = {
+    "em": "—",
+    "en": "–",
+    "bu": "•",
+    "aq": "'",
+    "dq": '"',
+    "lq": "“",
+    "rq": "”",
+    "oq": "‘",
+    "cq": "’",
+    "co": "©",
+    "rg": "®",
+    "tm": "™",
+    "mu": "×",
+    "de": "°",
+    "ti": "~",
+    "ha": "^",
+    "ga": "`",
+    "rs": "\\",
+    "at": "@",
+    "hy": "-",
+    "ra": "→",
+    "la": "←",
+    "<=": "≤",
+    ">=": "≥",
+    "!=": "≠",
+    "+-": "±",
+    "sh": "#",
+    "Do": "$",
+    "sl": "/",
+    "fm": "′",
+    "pl": "+",
+    "mi": "−",
+    "eq": "=",
+    "ba": "|",
+    "br": "|",
+    "lB": "[",
+    "rB": "]",
+    "lC": "{",
+    "rC": "}",
+    "Fo": "«",
+    "Fc": "»",
+    "fo": "‹",
+    "fc": "›",
+    "dg": "†",
+    "ss": "ß",
+}
+STRINGS = {
+    "Aq": "'",
+    "C'": "'",
+    "C`": "'",
+    'L"': "“",
+    'R"': "”",
+    "lq": "“",
+    "rq": "”",
+    "R": "®",
+    "Tm": "™",
+    "-": "—",
+    "PI": "π",
+    "Ae": "Æ",
+}
 SIMPLE = {"-": "-", "e": "\\", "\\": "\\", " ": " ", "~": " ", "0": " ", "'": "'", "`": "`", ".": ".", "_": "_"}
 ESCAPE_RE = re.compile(
     r"""\\(?:f(?:\[(?P<font_long>[^\]]*)\]|\((?P<font2>..)|(?P<font1>.))
@@ -31,8 +85,18 @@ ESCAPE_RE = re.compile(
     re.X,
 )
 LINK_RE = re.compile(r"\\f[BI]([A-Za-z0-9_.+:-]+)\\f[RP]\s*\((\d[a-z]*)\)")
-ALTERNATING = {"BR": "BR", "RB": "RB", "BI": "BI", "IB": "IB", "IR": "IR", "RI": "RI", "B": "B", "I": "I",
-               "SB": "B", "SM": "R"}
+ALTERNATING = {
+    "BR": "BR",
+    "RB": "RB",
+    "BI": "BI",
+    "IB": "IB",
+    "IR": "IR",
+    "RI": "RI",
+    "B": "B",
+    "I": "I",
+    "SB": "B",
+    "SM": "R",
+}
 PARAGRAPH = {"PP", "P", "LP", "sp", "HP", "RS", "RE", "in"}
 SKIP_SECTIONS = {"SYNOPSIS", "SYNTAX", "RÉSUMÉ", "ÜBERSICHT", "SINOPSIS"}
 SEE_ALSO = {"SEE ALSO", "VOIR AUSSI", "SIEHE AUCH", "VÉASE TAMBIÉN", "VEA TAMBIÉN"}
@@ -64,7 +128,7 @@ class _Inline:
         text = LINK_RE.sub(lambda m: f"\x01{m.group(1)}\x02({m.group(2)})", text)
         out, pos = [], 0
         for match in ESCAPE_RE.finditer(text):
-            out.append(_literal(text[pos:match.start()]))
+            out.append(_literal(text[pos : match.start()]))
             pos = match.end()
             groups = match.groupdict()
             font = groups["font_long"] or groups["font2"] or groups["font1"]
@@ -107,8 +171,13 @@ class ManPage:
         lines = ["{{Infobox software", f"| name = {self.name}"]
         if self.package:
             lines.append(f"| developer = {self.package}")
-        lines += ["| operating system = [[Linux]]", "| genre = [[Command-line interface|Command-line]] utility",
-                  "}}", f"{self.lead}<ref>Manual page {self.name}(1){', ' + source if source else ''}.</ref>", ""]
+        lines += [
+            "| operating system = [[Linux]]",
+            "| genre = [[Command-line interface|Command-line]] utility",
+            "}}",
+            f"{self.lead}<ref>Manual page {self.name}(1){', ' + source if source else ''}.</ref>",
+            "",
+        ]
         for heading, blocks in self.sections:
             lines += [f"== {heading} ==", ""]
             table: list[tuple[str, str]] = []
@@ -148,7 +217,7 @@ def read_manpage(path: Path, *, lang: str) -> ManPage:
     text = gzip.decompress(Path(path).read_bytes()).decode("utf-8", errors="replace")
     page = ManPage(name=name, lang=lang)
     lines = re.sub(r"\\\n", "", text).split("\n")
-    first = next((line for line in lines if line.strip() and not line.startswith((".\\\"", "'\\\""))), "")
+    first = next((line for line in lines if line.strip() and not line.startswith(('.\\"', "'\\\""))), "")
     if first.startswith(".so "):
         page.alias_of = Path(first.split()[1]).name.removesuffix(".gz").removesuffix(".1")
         return page

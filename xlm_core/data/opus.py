@@ -55,8 +55,11 @@ def moses_url(base_url: str, corpus: str, version: str, pair: str) -> str:
 def _pick_member(archive: zipfile.ZipFile, zip_path: Path, suffix: str) -> zipfile.ZipInfo:
     names = [info.filename for info in archive.infolist()]
     candidates = [
-        info for info in archive.infolist()
-        if not info.is_dir() and info.filename.endswith(suffix) and not info.filename.startswith("__MACOSX/")
+        info
+        for info in archive.infolist()
+        if not info.is_dir()
+        and info.filename.endswith(suffix)
+        and not info.filename.startswith("__MACOSX/")
         and not Path(info.filename).name.startswith("._")
     ]
     if len(candidates) != 1:
@@ -107,8 +110,12 @@ def read_moses_zip(zip_path: Path, pair: str, out_l1: Path, out_l2: Path) -> int
         counters: dict[str, int] = {}
         count = 0
         progress = ProgressLog(f"read {zip_path.name}", unit="pairs", log=logger)
-        with archive.open(members[first]) as in_1, archive.open(members[second]) as in_2, \
-                atomic_open(out_l1) as writer_1, atomic_open(out_l2) as writer_2:
+        with (
+            archive.open(members[first]) as in_1,
+            archive.open(members[second]) as in_2,
+            atomic_open(out_l1) as writer_1,
+            atomic_open(out_l2) as writer_2,
+        ):
             name_1, name_2 = members[first].filename, members[second].filename
             for line_1, line_2 in zip_longest(_lines(in_1, name_1, counters), _lines(in_2, name_2, counters)):
                 if line_1 is None or line_2 is None:

@@ -46,13 +46,18 @@ def _held_out_sizes(num_lines: int, valid_size: int, test_size: int, source: Pat
     logger.warning(
         "%s has only %d lines, fewer than valid_size + test_size + 1 = %d; holding out %d valid and %d test "
         "lines instead (at most 10%% each). Lower data.valid_size/test_size to silence this.",
-        source, num_lines, valid_size + test_size + 1, valid, test,
+        source,
+        num_lines,
+        valid_size + test_size + 1,
+        valid,
+        test,
     )
     return valid, test
 
 
-def split_lines(inputs: Sequence[Path], outputs: dict[str, Sequence[Path]], *, valid_size: int, test_size: int,
-                seed: int) -> dict:
+def split_lines(
+    inputs: Sequence[Path], outputs: dict[str, Sequence[Path]], *, valid_size: int, test_size: int, seed: int
+) -> dict:
     """Split line-aligned `inputs` into train/valid/test files.
 
     Args:
@@ -85,7 +90,7 @@ def split_lines(inputs: Sequence[Path], outputs: dict[str, Sequence[Path]], *, v
     assignment = np.zeros(num_lines, dtype=np.uint8)
     order = np.random.default_rng(seed).permutation(num_lines)
     assignment[order[:valid]] = SPLIT_IDS["valid"]
-    assignment[order[valid:valid + test]] = SPLIT_IDS["test"]
+    assignment[order[valid : valid + test]] = SPLIT_IDS["test"]
     sizes = {name: int((assignment == split_id).sum()) for name, split_id in SPLIT_IDS.items()}
 
     progress = ProgressLog(f"split {inputs[0].name}", unit="lines", total=num_lines, log=logger)

@@ -57,25 +57,33 @@ def prepare_sources(cfg: PipelineConfig) -> dict[str, str]:
     """Base URLs of the Wikipedia and OPUS servers; builds the offline demo mirror when configured."""
     if not cfg.data.demo_mirror:
         return {"wikipedia": cfg.data.wikipedia.base_url, "opus": cfg.data.opus_base_url}
-    built = demo_mirror.build_demo_mirror(cfg.workdir / "mirror", langs=cfg.data.mono, pairs=cfg.data.pairs,
-                                          date=cfg.data.wikipedia.dump_date, max_pages=cfg.data.demo_max_pages,
-                                          max_pairs=cfg.data.demo_max_pairs,
-                                          corpora=[(c.corpus, c.version, c.pair) for c in cfg.data.parallel])
+    built = demo_mirror.build_demo_mirror(
+        cfg.workdir / "mirror",
+        langs=cfg.data.mono,
+        pairs=cfg.data.pairs,
+        date=cfg.data.wikipedia.dump_date,
+        max_pages=cfg.data.demo_max_pages,
+        max_pairs=cfg.data.demo_max_pairs,
+        corpora=[(c.corpus, c.version, c.pair) for c in cfg.data.parallel],
+    )
     return {"wikipedia": built["wikipedia_base_url"], "opus": built["opus_base_url"]}
 
 
-def fetch_wikipedia(cfg: PipelineConfig, lang: str, base_url: str) -> str:
+def fetch_wikipedia(cfg: PipelineConfig, lang: str, base_url: str) -> dict[str, Any]:
+    """The verified dump; `date` is the resolved dump date (recorded even when `latest` was asked)."""
     wiki = cfg.data.wikipedia
-    result = wikipedia.fetch_dump(base_url, lang, wiki.dump_date, _layout(cfg).downloads / "wikipedia",
-                                  multistream=wiki.multistream)
-    return str(getattr(result, "path", result))
+    result = wikipedia.fetch_dump(
+        base_url, lang, wiki.dump_date, _layout(cfg).downloads / "wikipedia", multistream=wiki.multistream
+    )
+    return {"lang": lang, "path": str(result.path), "date": result.date, "url": result.url, "sha1": result.sha1}
 
 
-def extract_wikipedia(cfg: PipelineConfig, lang: str, dump_path: str) -> dict[str, Any]:
+def extract_wikipedia(cfg: PipelineConfig, lang: str, dump: dict[str, Any]) -> dict[str, Any]:
     out = _layout(cfg).mono("text", lang)
-    stats = wikipedia.extract(Path(dump_path), out, processes=cfg.data.wikipedia.processes,
-                              max_articles=cfg.data.wikipedia.max_articles)
-    return {"path": str(out), **stats}
+    stats = wikipedia.extract(
+        Path(dump["path"]), out, processes=cfg.data.wikipedia.processes, max_articles=cfg.data.wikipedia.max_articles
+    )
+    return {"lang": lang, "path": str(out), "dump_date": dump["date"], **stats}
 
 
 def fetch_opus(cfg: PipelineConfig, index: int, base_url: str) -> str:
@@ -113,26 +121,37 @@ def read_parallel(cfg: PipelineConfig, pair: str, zip_paths: list[str]) -> dict[
 def split_mono(cfg: PipelineConfig, lang: str) -> dict[str, Any]:
     layout = _layout(cfg)
     outputs = {s: [layout.mono("split", lang, s)] for s in SPLITS}
-    return split.split_lines([layout.mono("text", lang)], outputs, valid_size=cfg.data.valid_size,
-                             test_size=cfg.data.test_size, seed=cfg.experiment.seed)
+    return split.split_lines(
+        [layout.mono("text", lang)],
+        outputs,
+        valid_size=cfg.data.valid_size,
+        test_size=cfg.data.test_size,
+        seed=cfg.experiment.seed,
+    )
 
 
 def split_para(cfg: PipelineConfig, pair: str) -> dict[str, Any]:
     layout = _layout(cfg)
     langs = pair.split("-")
     outputs = {s: [layout.para("split", pair, lang, s) for lang in langs] for s in SPLITS}
-    return split.split_lines([layout.para("text", pair, lang) for lang in langs], outputs,
-                             valid_size=cfg.data.valid_size, test_size=cfg.data.test_size,
-                             seed=cfg.experiment.seed)
+    return split.split_lines(
+        [layout.para("text", pair, lang) for lang in langs],
+        outputs,
+        valid_size=cfg.data.valid_size,
+        test_size=cfg.data.test_size,
+        seed=cfg.experiment.seed,
+    )
 
 
 def text_units(cfg: PipelineConfig) -> list[TextUnit]:
     """Every (language, optional pair, split) text file the pipeline tokenizes, BPEs and binarizes."""
-    units = [{"lang": lang, "pair": None, "split": s, "label": f"{lang}.{s}"} for lang in cfg.data.mono
-             for s in SPLITS]
+    units = [{"lang": lang, "pair": None, "split": s, "label": f"{lang}.{s}"} for lang in cfg.data.mono for s in SPLITS]
     for pair in cfg.data.pairs:
-        units += [{"lang": lang, "pair": pair, "split": s, "label": f"{pair}.{lang}.{s}"}
-                  for lang in pair.split("-") for s in SPLITS]
+        units += [
+            {"lang": lang, "pair": pair, "split": s, "label": f"{pair}.{lang}.{s}"}
+            for lang in pair.split("-")
+            for s in SPLITS
+        ]
     return units
 
 
@@ -145,9 +164,13 @@ def _unit_path(layout: WorkLayout, stage: str, unit: TextUnit) -> Path:
 def tokenize_unit(cfg: PipelineConfig, unit: TextUnit) -> dict[str, Any]:
     layout = _layout(cfg)
     out = _unit_path(layout, "tok", unit)
-    stats = tokenize.tokenize_file(_unit_path(layout, "split", unit), out, lang=unit["lang"],
-                                   lowercase=cfg.tokenization.lowercase_for(unit["lang"]),
-                                   workers=cfg.tokenization.workers)
+    stats = tokenize.tokenize_file(
+        _unit_path(layout, "split", unit),
+        out,
+        lang=unit["lang"],
+        lowercase=cfg.tokenization.lowercase_for(unit["lang"]),
+        workers=cfg.tokenization.workers,
+    )
     return {"path": str(out), **(stats or {})}
 
 
@@ -171,8 +194,9 @@ def learn_bpe_codes(cfg: PipelineConfig) -> dict[str, Any]:
                             handle.write(line)
             per_lang[lang] = merged
     sample = layout.root / "bpe" / "sample.txt"
-    counts = bpe.sample_for_bpe(per_lang, sample, sample_size=cfg.bpe.sample_size, alpha=cfg.bpe.sample_alpha,
-                                seed=cfg.experiment.seed)
+    counts = bpe.sample_for_bpe(
+        per_lang, sample, sample_size=cfg.bpe.sample_size, alpha=cfg.bpe.sample_alpha, seed=cfg.experiment.seed
+    )
     bpe.learn_bpe(sample, layout.codes, cfg.bpe.codes)
     return {"codes": str(layout.codes), "sample_lines": counts}
 

@@ -91,8 +91,16 @@ def _expected_sha1(base_url: str, lang: str, date: str, name: str, timeout: floa
     return None
 
 
-def fetch_dump(base_url: str, lang: str, date: str, dest_dir: Path, multistream: bool = False, *,
-               timeout: float = 30, retries: int = 5) -> FetchedDump:
+def fetch_dump(
+    base_url: str,
+    lang: str,
+    date: str,
+    dest_dir: Path,
+    multistream: bool = False,
+    *,
+    timeout: float = 30,
+    retries: int = 5,
+) -> FetchedDump:
     """Download one pages-articles dump, verified against the server's `*-sha1sums.txt`.
 
     `date` may be `latest`; it is resolved through the RSS feed and the dated file is fetched.
@@ -136,8 +144,22 @@ def extract(dump_path: Path, out_path: Path, *, processes: int = 2, max_articles
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.wikiextractor-", dir=out_path.parent))
     try:
         # --html-safe "" turns off HTML escaping (the XLM-era extractor did not escape).
-        command = [sys.executable, "-m", "wikiextractor.WikiExtractor", str(dump_path), "--json",
-                   "--html-safe", "", "-o", str(tmp_dir), "-b", "10M", "--processes", str(processes), "-q"]
+        command = [
+            sys.executable,
+            "-m",
+            "wikiextractor.WikiExtractor",
+            str(dump_path),
+            "--json",
+            "--html-safe",
+            "",
+            "-o",
+            str(tmp_dir),
+            "-b",
+            "10M",
+            "--processes",
+            str(processes),
+            "-q",
+        ]
         logger.info("running %s", " ".join(command[1:]))
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         if result.returncode != 0:
@@ -178,6 +200,7 @@ def extract(dump_path: Path, out_path: Path, *, processes: int = 2, max_articles
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     stats["paragraphs"] = stats["lines"] - stats["articles"]
-    logger.info("%s: %d articles, %d lines, %d characters", out_path, stats["articles"], stats["lines"],
-                stats["characters"])
+    logger.info(
+        "%s: %d articles, %d lines, %d characters", out_path, stats["articles"], stats["lines"], stats["characters"]
+    )
     return stats

@@ -43,13 +43,27 @@ def lm_sums(
             break
         if index % world_size != rank:
             continue
-        inputs = prepare_inputs(step, batch, lang2id=lang2id, vocab_size=vocab_size, word_pred=word_pred,
-                                keep_rand=(1.0, 0.0, 0.0), generator=None, evaluation=True, eval_seed=index)
-        out = lm_loss(model, inputs.tokens_BT.to(device), inputs.pred_mask_BT.to(device),
-                      inputs.targets_N.to(device), lengths_B=inputs.lengths_B.to(device),
-                      positions_BT=None if inputs.positions_BT is None else inputs.positions_BT.to(device),
-                      langs_BT=None if inputs.langs_BT is None else inputs.langs_BT.to(device),
-                      causal=inputs.causal)
+        inputs = prepare_inputs(
+            step,
+            batch,
+            lang2id=lang2id,
+            vocab_size=vocab_size,
+            word_pred=word_pred,
+            keep_rand=(1.0, 0.0, 0.0),
+            generator=None,
+            evaluation=True,
+            eval_seed=index,
+        )
+        out = lm_loss(
+            model,
+            inputs.tokens_BT.to(device),
+            inputs.pred_mask_BT.to(device),
+            inputs.targets_N.to(device),
+            lengths_B=inputs.lengths_B.to(device),
+            positions_BT=None if inputs.positions_BT is None else inputs.positions_BT.to(device),
+            langs_BT=None if inputs.langs_BT is None else inputs.langs_BT.to(device),
+            causal=inputs.causal,
+        )
         loss_sum += float(out.loss) * out.num_pred
         num_pred += out.num_pred
         num_correct += int(out.num_correct)

@@ -75,8 +75,14 @@ def _join(step: StepSpec, batch: object, lang2id: dict[str, int], use_langs: boo
         return tokens_BT, lengths_B, None, langs_BT
     (x1_BT, len1_B), (x2_BT, len2_B) = batch  # type: ignore[misc]
     tokens_BT, lengths_B, positions_BT, langs_BT = concat_pair(
-        x1_BT, len1_B, lang2id[step.lang1], x2_BT, len2_B, lang2id[step.lang2],
-        pad_index=PAD_INDEX, reset_positions=True,
+        x1_BT,
+        len1_B,
+        lang2id[step.lang1],
+        x2_BT,
+        len2_B,
+        lang2id[step.lang2],
+        pad_index=PAD_INDEX,
+        reset_positions=True,
     )
     return tokens_BT, lengths_B, positions_BT, (langs_BT if use_langs else None)
 
@@ -105,11 +111,19 @@ def prepare_inputs(
         pred_mask_BT, targets_N = clm_targets(tokens_BT, lengths_B)
         return LMInputs(tokens_BT, lengths_B, positions_BT, langs_BT, pred_mask_BT, targets_N, causal=True)
     if evaluation:
-        inputs_BT, pred_mask_BT, targets_N = eval_mask(tokens_BT, lengths_B, word_pred=word_pred,
-                                                        mask_index=MASK_INDEX, seed=eval_seed)
+        inputs_BT, pred_mask_BT, targets_N = eval_mask(
+            tokens_BT, lengths_B, word_pred=word_pred, mask_index=MASK_INDEX, seed=eval_seed
+        )
     else:
         inputs_BT, pred_mask_BT, targets_N = mask_tokens(
-            tokens_BT, generator=generator, vocab_size=vocab_size, word_pred=word_pred, keep_rand=keep_rand,
-            pad_index=PAD_INDEX, mask_index=MASK_INDEX, lengths_B=lengths_B, mask_scores_V=mask_scores_V,
+            tokens_BT,
+            generator=generator,
+            vocab_size=vocab_size,
+            word_pred=word_pred,
+            keep_rand=keep_rand,
+            pad_index=PAD_INDEX,
+            mask_index=MASK_INDEX,
+            lengths_B=lengths_B,
+            mask_scores_V=mask_scores_V,
         )
     return LMInputs(inputs_BT, lengths_B, positions_BT, langs_BT, pred_mask_BT, targets_N, causal=False)

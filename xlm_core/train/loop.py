@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from xlm_core.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from xlm_core.config import PipelineConfig, to_dict
 from xlm_core.data.binarize import load_binarized
 from xlm_core.data.datasets import ParallelDataset, StreamDataset, sampling_probs
@@ -30,13 +31,12 @@ from xlm_core.evaluation.perplexity import finalize, lm_sums
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
 from xlm_core.objectives.inputs import StepSpec, parse_steps
 from xlm_core.paths import WorkLayout
-from xlm_core.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from xlm_core.train.distributed import all_gather_objects, all_reduce_sums, broadcast_flag, rank_and_world
 from xlm_core.train.metrics import MetricLogger, NullLogger
 from xlm_core.train.optim import build_optimizer
 from xlm_core.train.step import train_step
 
-__all__ = ["TrainHooks", "build_model", "train"]
+__all__ = ["TrainHooks", "build_model", "new_train_state", "train", "update_selection"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,28 +57,36 @@ def build_model(cfg: PipelineConfig, vocab_size: int) -> tuple[XLMWithLMHeadMode
     return XLMWithLMHeadModel(arch), arch
 
 
-def _datasets(cfg: PipelineConfig, layout: WorkLayout, steps: list[StepSpec], split: str, rank: int,
-              world: int) -> dict[StepSpec, StreamDataset | ParallelDataset]:
+def _datasets(
+    cfg: PipelineConfig, layout: WorkLayout, steps: list[StepSpec], split: str, rank: int, world: int
+) -> dict[StepSpec, StreamDataset | ParallelDataset]:
     obj = cfg.objectives
     result: dict[StepSpec, StreamDataset | ParallelDataset] = {}
     for step in steps:
         seed = cfg.experiment.seed + 1000 * len(result)
         if step.lang2 is None:
             bset = load_binarized(layout.binarized(split, step.lang1))
-            result[step] = StreamDataset(bset, batch_size=obj.batch_size, bptt=obj.bptt, rank=rank,
-                                         world_size=world, seed=seed)
+            result[step] = StreamDataset(
+                bset, batch_size=obj.batch_size, bptt=obj.bptt, rank=rank, world_size=world, seed=seed
+            )
         else:
             pair = "-".join(sorted([step.lang1, step.lang2]))
             set1 = load_binarized(layout.binarized(split, step.lang1, pair))
             set2 = load_binarized(layout.binarized(split, step.lang2, pair))
-            result[step] = ParallelDataset(set1, set2, tokens_per_batch=obj.tokens_per_batch,
-                                           batch_size=obj.batch_size, max_len=obj.max_len, rank=rank,
-                                           world_size=world, seed=seed)
+            result[step] = ParallelDataset(
+                set1,
+                set2,
+                tokens_per_batch=obj.tokens_per_batch,
+                batch_size=obj.batch_size,
+                max_len=obj.max_len,
+                rank=rank,
+                world_size=world,
+                seed=seed,
+            )
     return result
 
 
-def _step_schedule(cfg: PipelineConfig, steps: list[StepSpec],
-                   sizes: dict[StepSpec, int]) -> Callable[[int], StepSpec]:
+def _step_schedule(cfg: PipelineConfig, steps: list[StepSpec], sizes: dict[StepSpec, int]) -> Callable[[int], StepSpec]:
     """Update number -> step: round robin, or sampled with q ~ p^alpha (same on every rank)."""
     alpha = cfg.objectives.lg_sampling_factor
     if alpha <= 0:
@@ -93,17 +101,36 @@ def _step_schedule(cfg: PipelineConfig, steps: list[StepSpec],
     return pick
 
 
-def _evaluate(model: torch.nn.Module, cfg: PipelineConfig, eval_sets: dict[str, dict[StepSpec, Any]],
-              lang2id: dict[str, int], vocab_size: int, rank: int, world: int,
-              device: torch.device) -> dict[str, float]:
+def _evaluate(
+    model: torch.nn.Module,
+    cfg: PipelineConfig,
+    eval_sets: dict[str, dict[StepSpec, Any]],
+    lang2id: dict[str, int],
+    vocab_size: int,
+    rank: int,
+    world: int,
+    device: torch.device,
+) -> dict[str, float]:
     sums: dict[str, float] = {}
     steps = list(next(iter(eval_sets.values())))
     for split, sets in eval_sets.items():
         for step, dataset in sets.items():
             batches = dataset.eval_batches(cfg.objectives.batch_size)
-            sums.update(lm_sums(model, step, batches, split=split, lang2id=lang2id, vocab_size=vocab_size,
-                                word_pred=cfg.objectives.word_pred, rank=rank, world_size=world,
-                                max_batches=cfg.train.eval_max_batches, device=device))
+            sums.update(
+                lm_sums(
+                    model,
+                    step,
+                    batches,
+                    split=split,
+                    lang2id=lang2id,
+                    vocab_size=vocab_size,
+                    word_pred=cfg.objectives.word_pred,
+                    rank=rank,
+                    world_size=world,
+                    max_batches=cfg.train.eval_max_batches,
+                    device=device,
+                )
+            )
     return finalize(all_reduce_sums(sums), steps)
 
 
@@ -113,7 +140,7 @@ def _improved(value: float, best: float | None, lower_is_better: bool) -> bool:
     return value < best if lower_is_better else value > best
 
 
-def _update_selection(cfg: PipelineConfig, metrics: dict[str, float], state: dict[str, Any]) -> bool:
+def update_selection(cfg: PipelineConfig, metrics: dict[str, float], state: dict[str, Any]) -> bool:
     """Track best validation metrics and the stopping criterion; return True when training should stop."""
     for name in cfg.train.validation_metrics:
         key, lower = name.lstrip("_"), name.startswith("_")
@@ -133,9 +160,19 @@ def _update_selection(cfg: PipelineConfig, metrics: dict[str, float], state: dic
         stop["best"], stop["bad_evals"] = metrics[key], 0
     else:
         stop["bad_evals"] += 1
-    logger.info("stopping criterion %s: best %.4f, %d/%s evaluations without improvement",
-                key, stop["best"], stop["bad_evals"], patience)
+    logger.info(
+        "stopping criterion %s: best %.4f, %d/%s evaluations without improvement",
+        key,
+        stop["best"],
+        stop["bad_evals"],
+        patience,
+    )
     return stop["bad_evals"] >= int(patience)
+
+
+def new_train_state() -> dict[str, Any]:
+    """Counters, best validation values and the stopping criterion's state (saved in checkpoints)."""
+    return {"update": 0, "epoch": 0, "best": {}, "stopping": {"best": None, "bad_evals": 0}, "stopped": False}
 
 
 def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any]:
@@ -155,8 +192,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
     train_sets = _datasets(cfg, layout, steps, "train", rank, world)
     eval_sets = {split: _datasets(cfg, layout, steps, split, 0, 1) for split in ("valid", "test")}
-    state: dict[str, Any] = {"update": 0, "epoch": 0, "best": {}, "stopping": {"best": None, "bad_evals": 0},
-                             "stopped": False}
+    state = new_train_state()
     generator = torch.Generator().manual_seed(cfg.experiment.seed * 1000 + rank)
     random.seed(cfg.experiment.seed + rank)
     np.random.seed(cfg.experiment.seed + rank)
@@ -182,8 +218,11 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     iterators: dict[StepSpec, Iterator[Any]] = {step: iter(ds) for step, ds in train_sets.items()}
     # sizes identical on every rank, so every rank samples the same step at each update
-    schedule = _step_schedule(cfg, steps, {s: len(ds.bset) if isinstance(ds, StreamDataset) else ds.num_train_pairs
-                                           for s, ds in train_sets.items()})
+    schedule = _step_schedule(
+        cfg,
+        steps,
+        {s: len(ds.bset) if isinstance(ds, StreamDataset) else ds.num_train_pairs for s, ds in train_sets.items()},
+    )
     metrics: dict[str, float] = dict(state.get("last_metrics", {}))
     cfg_dict = to_dict(cfg)
     ran_epochs = 0
@@ -196,8 +235,19 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         window_start = time.monotonic()
         for _ in range(cfg.train.steps_per_epoch):
             step = schedule(state["update"])
-            result = train_step(ddp_model, optimizer, scheduler, scaler, step, iterators[step], cfg=cfg,
-                                lang2id=lang2id, vocab_size=len(dico), generator=generator, device=device)
+            result = train_step(
+                ddp_model,
+                optimizer,
+                scheduler,
+                scaler,
+                step,
+                iterators[step],
+                cfg=cfg,
+                lang2id=lang2id,
+                vocab_size=len(dico),
+                generator=generator,
+                device=device,
+            )
             state["update"] += 1
             stem = f"train_{step.metric_stem}"
             window[f"{stem}_loss/sum"] = window.get(f"{stem}_loss/sum", 0.0) + result.loss
@@ -209,10 +259,11 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
                 _log_window(hooks, window, window_start, state["update"], scheduler, steps, world)
                 window, window_start = {}, time.monotonic()
 
-        metrics = _evaluate(ddp_model.module if world > 1 else model, cfg, eval_sets, lang2id, len(dico),
-                            rank, world, device)
+        metrics = _evaluate(
+            ddp_model.module if world > 1 else model, cfg, eval_sets, lang2id, len(dico), rank, world, device
+        )
         metrics["epoch"] = float(epoch)
-        stop = broadcast_flag(_update_selection(cfg, metrics, state))
+        stop = broadcast_flag(update_selection(cfg, metrics, state))
         state["stopped"] = stop
         state["epoch"] = epoch + 1
         state["train_seconds"] = state.get("train_seconds", 0.0) + time.monotonic() - epoch_start
@@ -230,11 +281,20 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         checkpoint_dir = None
         if rank == 0:
             checkpoint_dir = Path(tempfile.mkdtemp(prefix="xlm-ckpt-")) / f"epoch-{epoch:05d}"
-            save_checkpoint(checkpoint_dir, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                "train_state": state, "ranks": ranks, "arch": asdict(arch),
-            }, cfg_dict, extra_files=[layout.dictionary, layout.codes])
+            save_checkpoint(
+                checkpoint_dir,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "train_state": state,
+                    "ranks": ranks,
+                    "arch": asdict(arch),
+                },
+                cfg_dict,
+                extra_files=[layout.dictionary, layout.codes],
+            )
         hooks.report(metrics, checkpoint_dir)
         if stop:
             logger.info("stopping criterion met after epoch %d", epoch)
@@ -249,23 +309,40 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     return {"state": state, "metrics": metrics}
 
 
-def _log_window(hooks: TrainHooks, window: dict[str, float], start: float, update: int,
-                scheduler: torch.optim.lr_scheduler.LRScheduler, steps: list[StepSpec], world: int) -> None:
+def _log_window(
+    hooks: TrainHooks,
+    window: dict[str, float],
+    start: float,
+    update: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    steps: list[StepSpec],
+    world: int,
+) -> None:
     # every rank takes part in the reduction; only rank 0's logger writes
     keys = [f"train_{s.metric_stem}_loss/{x}" for s in steps for x in ("sum", "n")]
-    full = {k: window.get(k, 0.0) for k in keys} | {k: window.get(k, 0.0)
-                                                    for k in ("tokens", "grad_norm/sum", "updates")}
+    full = {k: window.get(k, 0.0) for k in keys} | {
+        k: window.get(k, 0.0) for k in ("tokens", "grad_norm/sum", "updates")
+    }
     total = all_reduce_sums(full)
     elapsed = max(time.monotonic() - start, 1e-9)
-    metrics = {"lr": scheduler.get_last_lr()[0], "tokens_per_s": total["tokens"] / elapsed,
-               "grad_norm": total["grad_norm/sum"] / max(total["updates"], 1)}
+    metrics = {
+        "lr": scheduler.get_last_lr()[0],
+        "tokens_per_s": total["tokens"] / elapsed,
+        "grad_norm": total["grad_norm/sum"] / max(total["updates"], 1),
+    }
     for s in steps:
         n = total[f"train_{s.metric_stem}_loss/n"]
         if n:
             metrics[f"train_{s.metric_stem}_loss"] = total[f"train_{s.metric_stem}_loss/sum"] / n
     hooks.metric_logger.log_metrics(metrics, step=update)
     losses = " ".join(f"{k[6:-5]}={v:.3f}" for k, v in metrics.items() if k.startswith("train_"))
-    logger.info("update %d: %s lr=%.2e %.0f tok/s grad_norm=%.2f", update, losses, metrics["lr"],
-                metrics["tokens_per_s"], metrics["grad_norm"])
+    logger.info(
+        "update %d: %s lr=%.2e %.0f tok/s grad_norm=%.2f",
+        update,
+        losses,
+        metrics["lr"],
+        metrics["tokens_per_s"],
+        metrics["grad_norm"],
+    )
     if not math.isfinite(metrics["grad_norm"]):
         logger.warning("non-finite gradient norm at update %d", update)

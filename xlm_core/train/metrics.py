@@ -54,8 +54,9 @@ class MLflowLogger:
                 logger.warning("MLflow system metrics unavailable: %s", e)
 
     def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
-        from mlflow.entities import Metric
         import time
+
+        from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(key=k, value=float(v), timestamp=now, step=step) for k, v in metrics.items()]

@@ -20,19 +20,20 @@ def inverse_sqrt_factor(step: int, *, lr: float, warmup_updates: int, warmup_ini
     return (max(warmup_updates, 1) / max(step, 1)) ** 0.5
 
 
-def build_optimizer(
-    params: list[torch.nn.Parameter], cfg: OptimConfig
-) -> tuple[torch.optim.Optimizer, LambdaLR]:
+def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimConfig) -> tuple[torch.optim.Optimizer, LambdaLR]:
     """AdamW (decoupled decay, as XLM's Adam) plus the configured schedule."""
     optimizer = torch.optim.AdamW(
         params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay
     )
     if cfg.name == "adam_inverse_sqrt":
+
         def factor(step: int) -> float:
             return inverse_sqrt_factor(
                 step, lr=cfg.lr, warmup_updates=cfg.warmup_updates, warmup_init_lr=cfg.warmup_init_lr
             )
     else:
+
         def factor(step: int) -> float:
             return 1.0
+
     return optimizer, LambdaLR(optimizer, factor)

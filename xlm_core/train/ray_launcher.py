@@ -20,7 +20,7 @@ from typing import Any
 from xlm_core.config import PipelineConfig, config_from_dict, config_hash, to_dict
 from xlm_core.paths import WorkLayout
 from xlm_core.train.loop import TrainHooks, train
-from xlm_core.train.metrics import MLflowLogger, MetricLogger, NullLogger
+from xlm_core.train.metrics import MetricLogger, MLflowLogger, NullLogger
 
 __all__ = ["TrainOutcome", "ensure_ray", "launch", "ray_run_name"]
 
@@ -61,9 +61,11 @@ def ensure_ray(cfg: PipelineConfig) -> None:
         os.environ.setdefault(key, value)
     num_cpus = max(os.cpu_count() or 1, math.ceil(scaling.num_workers * scaling.cpus_per_worker))
     # The dashboard (127.0.0.1:8265) also serves the State API that Ray Train's cleaner polls.
-    ray.init(num_cpus=num_cpus, logging_level=logging.ERROR,
-             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(scaling.torch_threads),
-                                       "TOKENIZERS_PARALLELISM": "false"}})
+    ray.init(
+        num_cpus=num_cpus,
+        logging_level=logging.ERROR,
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(scaling.torch_threads), "TOKENIZERS_PARALLELISM": "false"}},
+    )
 
 
 def _quiet_worker_logging() -> None:
@@ -82,10 +84,15 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     _quiet_worker_logging()
     cfg = config_from_dict(loop_config["config"])
     rank = ray.train.get_context().get_world_rank()
+    if rank != 0:  # progress lines come from rank 0 only; other ranks report warnings and errors
+        logging.getLogger("xlm_core").setLevel(logging.WARNING)
     metric_logger: MetricLogger = NullLogger()
     if rank == 0 and loop_config.get("run_id"):
-        metric_logger = MLflowLogger(tracking_uri=loop_config["tracking_uri"], run_id=loop_config["run_id"],
-                                     system_metrics=cfg.tracking.system_metrics)
+        metric_logger = MLflowLogger(
+            tracking_uri=loop_config["tracking_uri"],
+            run_id=loop_config["run_id"],
+            system_metrics=cfg.tracking.system_metrics,
+        )
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
@@ -96,8 +103,12 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     restored = ray.train.get_checkpoint()
     try:
         with restored.as_directory() if restored else contextlib.nullcontext(None) as restore_dir:
-            hooks = TrainHooks(restore_dir=Path(restore_dir) if restore_dir else None, report=report,
-                               metric_logger=metric_logger, device=ray.train.torch.get_device())
+            hooks = TrainHooks(
+                restore_dir=Path(restore_dir) if restore_dir else None,
+                report=report,
+                metric_logger=metric_logger,
+                device=ray.train.torch.get_device(),
+            )
             train(cfg, hooks)
     finally:
         metric_logger.close()
@@ -117,15 +128,19 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
         _worker_loop,
         train_loop_config={"config": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri},
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+            num_workers=cfg.scaling.num_workers,
+            use_gpu=cfg.scaling.use_gpu,
             resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
         ),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=storage,
+            name=name,
+            storage_path=storage,
             failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep,
-                                                         checkpoint_score_attribute=score_key,
-                                                         checkpoint_score_order=mode),
+            checkpoint_config=ray.train.CheckpointConfig(
+                num_to_keep=cfg.checkpoint.num_to_keep,
+                checkpoint_score_attribute=score_key,
+                checkpoint_score_order=mode,
+            ),
         ),
     )
     logger.info("Ray Train run %s: %d workers, storage %s", name, cfg.scaling.num_workers, storage)
@@ -133,5 +148,10 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train run {name} finished without a checkpoint; see {result.path}")
     best = result.get_best_checkpoint(score_key, mode) or result.checkpoint
-    return TrainOutcome(best_checkpoint=best.path, latest_checkpoint=result.checkpoint.path,
-                        metrics=dict(result.metrics or {}), run_name=name, storage_path=storage)
+    return TrainOutcome(
+        best_checkpoint=best.path,
+        latest_checkpoint=result.checkpoint.path,
+        metrics=dict(result.metrics or {}),
+        run_name=name,
+        storage_path=storage,
+    )

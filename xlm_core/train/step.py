@@ -45,20 +45,33 @@ def train_step(
 ) -> StepResult:
     micro = cfg.optim.accumulate_gradients
     precision = cfg.train.precision
-    autocast = torch.autocast(device.type, dtype=_DTYPES[precision]) if precision in _DTYPES \
-        else contextlib.nullcontext()
+    autocast = (
+        torch.autocast(device.type, dtype=_DTYPES[precision]) if precision in _DTYPES else contextlib.nullcontext()
+    )
     loss_total, tokens = 0.0, 0
     for index in range(micro):
-        inputs = prepare_inputs(step, next(batches), lang2id=lang2id, vocab_size=vocab_size,
-                                word_pred=cfg.objectives.word_pred, keep_rand=cfg.objectives.word_mask_keep_rand,
-                                generator=generator)
+        inputs = prepare_inputs(
+            step,
+            next(batches),
+            lang2id=lang2id,
+            vocab_size=vocab_size,
+            word_pred=cfg.objectives.word_pred,
+            keep_rand=cfg.objectives.word_mask_keep_rand,
+            generator=generator,
+        )
         # gradients are all-reduced only on the last micro-batch of an update
         sync = index == micro - 1 or not hasattr(model, "no_sync")
-        with (contextlib.nullcontext() if sync else model.no_sync()), autocast:
-            out = lm_loss(model, inputs.tokens_BT.to(device), inputs.pred_mask_BT.to(device),
-                          inputs.targets_N.to(device), lengths_B=inputs.lengths_B.to(device),
-                          positions_BT=_to(inputs.positions_BT, device), langs_BT=_to(inputs.langs_BT, device),
-                          causal=inputs.causal)
+        with contextlib.nullcontext() if sync else model.no_sync(), autocast:
+            out = lm_loss(
+                model,
+                inputs.tokens_BT.to(device),
+                inputs.pred_mask_BT.to(device),
+                inputs.targets_N.to(device),
+                lengths_B=inputs.lengths_B.to(device),
+                positions_BT=_to(inputs.positions_BT, device),
+                langs_BT=_to(inputs.langs_BT, device),
+                causal=inputs.causal,
+            )
             scaler.scale(out.loss / micro).backward()
         loss_total += float(out.loss.detach())
         tokens += inputs.num_tokens

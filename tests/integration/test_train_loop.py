@@ -1,0 +1,95 @@
+"""The training loop in one process on real binarized data: learning, checkpoints, exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from xlm_core.checkpoint import load_checkpoint
+from xlm_core.config import load_config
+from xlm_core.data import stages
+from xlm_core.train.loop import TrainHooks, train
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The tiny config's data stages, run directly (no Prefect): real WikiExtractor, fastBPE, binarization."""
+    workdir = tmp_path_factory.mktemp("loop") / "{name}"
+    cfg = load_config(
+        REPO / "configs" / "tiny.yaml",
+        {"experiment.workdir": str(workdir), "data.demo_max_pages": 30, "data.demo_max_pairs": 1500},
+    )
+    plan = stages.plan_data(cfg)
+    sources = stages.prepare_sources(cfg)
+    for lang in plan["mono"]:
+        stages.extract_wikipedia(cfg, lang, stages.fetch_wikipedia(cfg, lang, sources["wikipedia"]))
+        stages.split_mono(cfg, lang)
+    for pair, indices in plan["pair_corpora"].items():
+        stages.read_parallel(cfg, pair, [stages.fetch_opus(cfg, i, sources["opus"]) for i in indices])
+        stages.split_para(cfg, pair)
+    for unit in plan["units"]:
+        stages.tokenize_unit(cfg, unit)
+    stages.learn_bpe_codes(cfg)
+    for unit in plan["units"]:
+        stages.apply_bpe_unit(cfg, unit)
+    stages.build_dictionary(cfg)
+    for unit in plan["units"]:
+        stages.binarize_unit(cfg, unit)
+    return cfg
+
+
+class Recorder:
+    def __init__(self, keep: Path) -> None:
+        self.keep, self.metrics, self.checkpoints = keep, [], []
+
+    def __call__(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
+        self.metrics.append(dict(metrics))
+        if checkpoint is not None:
+            dest = self.keep / checkpoint.name
+            checkpoint.rename(dest)
+            self.checkpoints.append(dest)
+
+
+def _run(cfg, tmp_path: Path, restore: Path | None = None) -> Recorder:
+    recorder = Recorder(tmp_path)
+    train(cfg, TrainHooks(restore_dir=restore, report=recorder))
+    return recorder
+
+
+def test_loss_decreases_and_checkpoints_are_complete(prepared, tmp_path):
+    cfg = prepared.model_copy(deep=True)
+    cfg.train.max_epochs = 2
+    run = _run(cfg, tmp_path)
+    assert [m["epoch"] for m in run.metrics] == [0.0, 1.0]
+    for key in ("valid_en_mlm_ppl", "valid_fr_mlm_ppl", "valid_en_fr_mlm_ppl", "valid_mlm_ppl", "test_mlm_ppl"):
+        assert run.metrics[1][key] < run.metrics[0][key], key
+    assert run.metrics[1]["valid_mlm_ppl"] == pytest.approx(
+        (run.metrics[1]["valid_en_mlm_ppl"] + run.metrics[1]["valid_fr_mlm_ppl"]) / 2
+    )
+    state, config = load_checkpoint(run.checkpoints[-1])
+    assert {"model", "optimizer", "scheduler", "scaler", "train_state", "ranks", "arch"} <= set(state)
+    assert state["train_state"]["update"] == 2 * cfg.train.steps_per_epoch
+    assert config["model"]["emb_dim"] == cfg.model.emb_dim
+    assert {p.name for p in run.checkpoints[-1].iterdir()} >= {"state.pt", "config.json", "dict.txt", "codes"}
+
+
+def test_interrupted_and_resumed_run_equals_uninterrupted_run(prepared, tmp_path):
+    cfg = prepared.model_copy(deep=True)
+    cfg.train.max_epochs = 2
+    for sub in ("a", "b", "c"):
+        (tmp_path / sub).mkdir()
+    straight = _run(cfg, tmp_path / "a")
+    first = prepared.model_copy(deep=True)
+    first.train.max_epochs = 1
+    interrupted = _run(first, tmp_path / "b")
+    resumed = _run(cfg, tmp_path / "c", restore=interrupted.checkpoints[-1])
+    assert [m["epoch"] for m in resumed.metrics] == [1.0]
+    for key, value in straight.metrics[-1].items():
+        assert resumed.metrics[-1][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    a, _ = load_checkpoint(straight.checkpoints[-1])
+    b, _ = load_checkpoint(resumed.checkpoints[-1])
+    for name, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
