@@ -41,8 +41,8 @@ class TrainOutcome:
 
 def ray_run_name(cfg: PipelineConfig) -> str:
     """Stable name per training setup: the same config resumes, a changed one starts afresh."""
-    relevant = {k: to_dict(getattr(cfg, k)) for k in ("model", "objectives", "optim", "train", "bpe")}
-    relevant["langs"] = list(cfg.data.langs)
+    sections = ("data", "tokenization", "bpe", "model", "objectives", "optim", "train")
+    relevant = {k: to_dict(getattr(cfg, k)) for k in sections}
     relevant["seed"] = cfg.experiment.seed
     return f"{cfg.experiment.name}-{config_hash(relevant)}"
 
