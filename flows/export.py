@@ -10,7 +10,7 @@ from tasks.export import export_model, verify_export
 
 
 @flow(name="xlm-export", log_prints=True)
-def export(config: dict[str, Any], checkpoint_dir: str, run_id: str | None = None) -> dict[str, Any]:
-    export_dir = export_model(config, checkpoint_dir, run_id)
+def export(config: dict[str, Any], checkpoint_dir: str, run_ids: list[str] | None = None) -> dict[str, Any]:
+    export_dir = export_model(config, checkpoint_dir, run_ids)
     max_diff = verify_export(config, export_dir, checkpoint_dir)
     return {"export_dir": export_dir, "max_abs_logit_diff": max_diff}

@@ -21,7 +21,7 @@ def xlm_pipeline(config_path: str, overrides: dict[str, Any] | None = None) -> d
     run_id = start_pipeline_run(config)
     prepare_data(config, run_id)
     trained = pretrain(config, run_id)
-    exported = export(config, trained["best_checkpoint"], run_id)
+    exported = export(config, trained["best_checkpoint"], [run_id, trained["run_id"]])
     summary = publish_summary(config, run_id, trained, exported)
     finish_pipeline_run(config, run_id)
     return summary

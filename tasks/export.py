@@ -15,10 +15,11 @@ __all__ = ["export_model", "verify_export"]
 
 
 @task(name="export-hf")
-def export_model(config: dict[str, Any], checkpoint_dir: str, run_id: str | None = None) -> str:
+def export_model(config: dict[str, Any], checkpoint_dir: str, run_ids: list[str] | None = None) -> str:
+    """Export the checkpoint and attach the directory to the given MLflow runs (pipeline and training)."""
     cfg = typed(config)
     out = export_checkpoint(checkpoint_dir, WorkLayout(cfg.workdir).export)
-    if run_id:
+    for run_id in run_ids or []:
         client_for(cfg).log_artifacts(run_id, str(out), "hf_export")
     return str(out)
 

@@ -137,6 +137,7 @@ def publish_summary(
         "mlflow_pipeline_run_id": run_id,
         "mlflow_training_run_id": trained.get("run_id"),
         "best_checkpoint": trained.get("best_checkpoint"),
+        "registered_model": trained.get("registered_model"),
         "export_dir": exported["export_dir"],
         "max_abs_logit_diff": exported["max_abs_logit_diff"],
         "metrics": {r["metric"]: r["value"] for r in rows},

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from importlib.metadata import version
 from typing import Any
 
+import mlflow
 from prefect import task
 
 from tasks._common import typed
 from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags
+from xlm_core.export.from_checkpoint import model_from_checkpoint
 from xlm_core.paths import WorkLayout
 from xlm_core.train.ray_launcher import launch, ray_run_name
 
-__all__ = ["pretrain"]
+__all__ = ["pretrain", "register_best_model"]
 
 
 def _child_run(config: dict[str, Any], parent_run_id: str) -> str:
@@ -40,6 +43,23 @@ def _child_run(config: dict[str, Any], parent_run_id: str) -> str:
     return run.info.run_id
 
 
+def register_best_model(config: dict[str, Any], run_id: str, checkpoint_dir: str) -> str | None:
+    """Log the best model to the training run and register it (alias `best`) in the model registry."""
+    cfg = typed(config)
+    name = cfg.experiment.name if cfg.tracking.registered_model is None else cfg.tracking.registered_model
+    if not name:
+        return None
+    model, _, _, _ = model_from_checkpoint(checkpoint_dir)
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    with mlflow.start_run(run_id=run_id, nested=True):
+        info = mlflow.pytorch.log_model(
+            model, name="model", registered_model_name=name, serialization_format="pickle",
+            pip_requirements=[f"torch=={version('torch')}", f"xlm-pipeline=={version('xlm-pipeline')}"],
+        )
+    client_for(cfg).set_registered_model_alias(name, "best", str(info.registered_model_version))
+    return f"models:/{name}@best"
+
+
 @task(name="pretrain", task_run_name="pretrain-ray-train")
 def pretrain(config: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
     cfg = typed(config)
@@ -51,5 +71,6 @@ def pretrain(config: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
         client.set_terminated(run_id, status="FAILED")
         raise
     client.log_artifacts(run_id, outcome.best_checkpoint, "best_checkpoint")
+    registered = register_best_model(config, run_id, outcome.best_checkpoint)
     client.set_terminated(run_id, status="FINISHED")
-    return {"run_id": run_id, **asdict(outcome)}
+    return {"run_id": run_id, "registered_model": registered, **asdict(outcome)}

@@ -228,7 +228,11 @@ class ObjectivesConfig(_Section):
 
 
 class OptimConfig(_Section):
-    name: Literal["adam", "adam_inverse_sqrt"] = Field(default="adam_inverse_sqrt", description="Optimizer/schedule.")
+    name: Literal["adam", "adam_inverse_sqrt", "adam_cosine"] = Field(
+        default="adam_inverse_sqrt",
+        description="Optimizer and schedule: constant `adam`, `adam_inverse_sqrt` (warmup then 1/sqrt), or "
+        "`adam_cosine` (warmup then cosine cycles, XLM's AdamCosineWithWarmup).",
+    )
     lr: float = Field(default=1e-4, gt=0, description="Peak learning rate.")
     beta1: float = Field(default=0.9, ge=0, lt=1, description="Adam beta1.")
     beta2: float = Field(default=0.98, ge=0, lt=1, description="Adam beta2.")
@@ -236,6 +240,10 @@ class OptimConfig(_Section):
     weight_decay: float = Field(default=0.0, ge=0, description="Decoupled weight decay.")
     warmup_updates: int = Field(default=4000, ge=0, description="Linear warmup updates (adam_inverse_sqrt).")
     warmup_init_lr: float = Field(default=1e-7, ge=0, description="Learning rate at update 0.")
+    cosine_period: int = Field(default=1_000_000, ge=1, description="adam_cosine: updates in the first cycle.")
+    cosine_period_mult: float = Field(default=1.0, gt=0, description="adam_cosine: growth of each next cycle.")
+    cosine_lr_shrink: float = Field(default=0.75, gt=0, le=1, description="adam_cosine: peak lr factor per cycle.")
+    cosine_min_lr: float = Field(default=1e-9, ge=0, description="adam_cosine: learning rate at the cycle ends.")
     clip_grad_norm: float = Field(default=5.0, ge=0, description="Gradient clipping norm (0: off).")
     accumulate_gradients: int = Field(default=1, ge=1, description="Micro-batches per optimizer update.")
 
@@ -292,7 +300,13 @@ class TrackingConfig(_Section):
         default=None,
         description="MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else sqlite:///<workdir>/mlflow.db.",
     )
-    system_metrics: bool = Field(default=False, description="Log MLflow system metrics during training.")
+    system_metrics: bool = Field(default=True, description="Log MLflow system metrics (CPU, memory, disk, network).")
+    system_metrics_interval_s: float = Field(default=10.0, gt=0, description="Sampling interval of system metrics.")
+    registered_model: str | None = Field(
+        default=None,
+        description="Model-registry name for the best model (alias `best`); default: experiment.name; "
+        "an empty string disables registration.",
+    )
 
 
 class ExportConfig(_Section):

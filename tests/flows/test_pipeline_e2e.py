@@ -67,7 +67,11 @@ def test_mlflow_has_decreasing_per_language_perplexity(pipeline_run):
         assert history[-1] < history[0], (key, history)
     assert client.get_metric_history(train_run.info.run_id, "train_en_mlm_loss")
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id)}
-    assert {"best_checkpoint", "vocabulary", "config.json"} <= artifacts
+    assert {"best_checkpoint", "vocabulary", "config.json", "hf_export"} <= artifacts
+    assert client.get_metric_history(train_run.info.run_id, "system/cpu_utilization_percentage")
+    version = client.get_model_version_by_alias(cfg.experiment.name, "best")
+    assert version.run_id == train_run.info.run_id
+    assert summary["registered_model"] == f"models:/{cfg.experiment.name}@best"
     pipeline = client.get_run(summary["mlflow_pipeline_run_id"])
     assert pipeline.info.status == "FINISHED"
     assert "hf_export" in {a.path for a in client.list_artifacts(pipeline.info.run_id)}

@@ -147,8 +147,10 @@ def update_selection(cfg: PipelineConfig, metrics: dict[str, float], state: dict
         if key not in metrics:
             logger.warning("validation metric %s was not computed; known: %s", key, sorted(metrics))
             continue
-        if _improved(metrics[key], state["best"].get(key), lower):
+        improved = _improved(metrics[key], state["best"].get(key), lower)
+        if improved:
             state["best"][key] = metrics[key]
+        state.setdefault("improved", {})[key] = improved
     if cfg.train.stopping_criterion is None:
         return False
     name, patience = cfg.train.stopping_criterion.split(",")
@@ -216,6 +218,9 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     ddp_model: torch.nn.Module = model
     if world > 1:
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        # Compiles forward/backward; checkpoints keep saving `model`, whose state-dict keys stay unprefixed.
+        ddp_model = torch.compile(ddp_model)
     iterators: dict[StepSpec, Iterator[Any]] = {step: iter(ds) for step, ds in train_sets.items()}
     # sizes identical on every rank, so every rank samples the same step at each update
     schedule = _step_schedule(
@@ -260,7 +265,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
                 window, window_start = {}, time.monotonic()
 
         metrics = _evaluate(
-            ddp_model.module if world > 1 else model, cfg, eval_sets, lang2id, len(dico), rank, world, device
+            model, cfg, eval_sets, lang2id, len(dico), rank, world, device
         )
         metrics["epoch"] = float(epoch)
         stop = broadcast_flag(update_selection(cfg, metrics, state))
@@ -295,7 +300,9 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
                 cfg_dict,
                 extra_files=[layout.dictionary, layout.codes],
             )
-        hooks.report(metrics, checkpoint_dir)
+        # `improved_<metric>` tells the launcher which best-checkpoint copies this report replaces.
+        flags = {f"improved_{k}": float(v) for k, v in state.get("improved", {}).items()}
+        hooks.report(metrics | flags, checkpoint_dir)
         if stop:
             logger.info("stopping criterion met after epoch %d", epoch)
     if ran_epochs == 0 and hooks.restore_dir is not None:

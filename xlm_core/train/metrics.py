@@ -37,7 +37,9 @@ class NullLogger:
 class MLflowLogger:
     """Logs into an existing MLflow run (created by the driver) through the client API."""
 
-    def __init__(self, *, tracking_uri: str, run_id: str, system_metrics: bool = False) -> None:
+    def __init__(
+        self, *, tracking_uri: str, run_id: str, system_metrics: bool = False, system_metrics_interval_s: float = 10.0
+    ) -> None:
         import mlflow  # lazy: workers that do not log never import it
 
         self._mlflow = mlflow
@@ -48,7 +50,10 @@ class MLflowLogger:
             try:
                 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-                self._system_monitor = SystemMetricsMonitor(run_id)
+                self._system_monitor = SystemMetricsMonitor(
+                    run_id, tracking_uri=tracking_uri, resume_logging=True,
+                    sampling_interval=system_metrics_interval_s,
+                )
                 self._system_monitor.start()
             except Exception as e:  # system metrics are best effort; training must not die for them
                 logger.warning("MLflow system metrics unavailable: %s", e)

@@ -1,39 +1,60 @@
-"""Optimizer and learning-rate schedules (the original's `adam` and `adam_inverse_sqrt`)."""
+"""Optimizer and learning-rate schedules: the original's `adam`, `adam_inverse_sqrt` and `adam_cosine`."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
 from xlm_core.config import OptimConfig
 
-__all__ = ["build_optimizer", "inverse_sqrt_factor"]
+__all__ = ["build_optimizer", "cosine_factor", "inverse_sqrt_factor", "lr_factor"]
 
 
-def inverse_sqrt_factor(step: int, *, lr: float, warmup_updates: int, warmup_init_lr: float) -> float:
-    """Multiplier of `lr` at update `step` for XLM's AdamInverseSqrtWithWarmup.
+def _warmup(step: int, cfg: OptimConfig) -> float | None:
+    """Linear warmup from `warmup_init_lr` to `lr` (as a multiplier of `lr`), or None after it."""
+    if cfg.warmup_updates > 0 and step < cfg.warmup_updates:
+        return (cfg.warmup_init_lr + step * (cfg.lr - cfg.warmup_init_lr) / cfg.warmup_updates) / cfg.lr
+    return None
 
-    Linear warmup from `warmup_init_lr` to `lr` over `warmup_updates`, then `lr * sqrt(warmup / step)`.
-    """
-    if warmup_updates > 0 and step < warmup_updates:
-        return (warmup_init_lr + step * (lr - warmup_init_lr) / warmup_updates) / lr
-    return (max(warmup_updates, 1) / max(step, 1)) ** 0.5
+
+def inverse_sqrt_factor(step: int, cfg: OptimConfig) -> float:
+    """XLM's AdamInverseSqrtWithWarmup: warmup, then `lr * sqrt(warmup / step)`."""
+    warm = _warmup(step, cfg)
+    if warm is not None:
+        return warm
+    return (max(cfg.warmup_updates, 1) / max(step, 1)) ** 0.5
+
+
+def cosine_factor(step: int, cfg: OptimConfig) -> float:
+    """XLM's AdamCosineWithWarmup: warmup, then cosine cycles between `min_lr` and a shrinking peak."""
+    warm = _warmup(step, cfg)
+    if warm is not None:
+        return warm
+    t = step - cfg.warmup_updates
+    period, cycle = float(cfg.cosine_period), 0
+    while t >= period:  # cycles grow by period_mult; at most a few dozen iterations in practice
+        t -= period
+        period *= cfg.cosine_period_mult
+        cycle += 1
+    shrink = cfg.cosine_lr_shrink**cycle
+    low, high = cfg.cosine_min_lr * shrink, cfg.lr * shrink
+    return (low + 0.5 * (high - low) * (1 + math.cos(math.pi * t / period))) / cfg.lr
+
+
+def lr_factor(step: int, cfg: OptimConfig) -> float:
+    """Multiplier of `cfg.lr` at update `step` for the configured schedule."""
+    if cfg.name == "adam_inverse_sqrt":
+        return inverse_sqrt_factor(step, cfg)
+    if cfg.name == "adam_cosine":
+        return cosine_factor(step, cfg)
+    return 1.0
 
 
 def build_optimizer(params: list[torch.nn.Parameter], cfg: OptimConfig) -> tuple[torch.optim.Optimizer, LambdaLR]:
-    """AdamW (decoupled decay, as XLM's Adam) plus the configured schedule."""
+    """AdamW (decoupled weight decay, as XLM's Adam) plus the configured schedule."""
     optimizer = torch.optim.AdamW(
         params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, weight_decay=cfg.weight_decay
     )
-    if cfg.name == "adam_inverse_sqrt":
-
-        def factor(step: int) -> float:
-            return inverse_sqrt_factor(
-                step, lr=cfg.lr, warmup_updates=cfg.warmup_updates, warmup_init_lr=cfg.warmup_init_lr
-            )
-    else:
-
-        def factor(step: int) -> float:
-            return 1.0
-
-    return optimizer, LambdaLR(optimizer, factor)
+    return optimizer, LambdaLR(optimizer, lambda step: lr_factor(step, cfg))

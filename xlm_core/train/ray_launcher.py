@@ -32,17 +32,62 @@ _LOCAL_ENV = {"RAY_AUTH_MODE": "disabled"}
 
 @dataclass
 class TrainOutcome:
-    best_checkpoint: str
+    best_checkpoint: str  # the best checkpoint by the first validation metric
+    best_checkpoints: dict[str, str]  # metric -> its best checkpoint (`<run>/best-<metric>`)
     latest_checkpoint: str
     metrics: dict[str, float]
     run_name: str
     storage_path: str
 
 
+def _keep_best_callback(metric_keys: list[str]) -> Any:
+    """A controller-side callback copying each improved checkpoint to `<run dir>/best-<metric>`.
+
+    Ray Train keeps the best checkpoints by one score only; this keeps one best copy per validation
+    metric (the original's `best-<metric>.pth`), on local or remote storage alike.
+    """
+    import posixpath
+
+    import pyarrow.fs
+    import ray.train
+
+    class KeepBestPerMetric(ray.train.UserCallback):
+        def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+            if checkpoint is None or not metrics:
+                return
+            for key in metric_keys:
+                if metrics[0].get(f"improved_{key}"):
+                    try:
+                        self._replace(checkpoint, key)
+                    except Exception:  # losing a best copy must not stop a long run
+                        logger.exception("could not keep the best checkpoint for %s", key)
+
+        @staticmethod
+        def _replace(checkpoint: Any, key: str) -> None:
+            fs, source = checkpoint.filesystem, checkpoint.path
+            dest = posixpath.join(posixpath.dirname(source), f"best-{key}")
+            staging, old = dest + ".tmp", dest + ".old"
+            for path in (staging, old):
+                if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
+                    fs.delete_dir(path)
+            fs.create_dir(staging, recursive=True)
+            pyarrow.fs.copy_files(source, staging, source_filesystem=fs, destination_filesystem=fs)
+            if fs.get_file_info(dest).type != pyarrow.fs.FileType.NotFound:
+                fs.move(dest, old)
+            fs.move(staging, dest)
+            if fs.get_file_info(old).type != pyarrow.fs.FileType.NotFound:
+                fs.delete_dir(old)
+
+    return KeepBestPerMetric()
+
+
 def ray_run_name(cfg: PipelineConfig) -> str:
     """Stable name per training setup: the same config resumes, a changed one starts afresh."""
     sections = ("data", "tokenization", "bpe", "model", "objectives", "optim", "train")
     relevant = {k: to_dict(getattr(cfg, k)) for k in sections}
+    # Settings that do not change what a checkpoint means: raising max_epochs continues the run.
+    for key in ("max_epochs", "stopping_criterion", "log_every", "eval_max_batches", "validation_metrics"):
+        relevant["train"].pop(key)
     relevant["seed"] = cfg.experiment.seed
     return f"{cfg.experiment.name}-{config_hash(relevant)}"
 
@@ -92,6 +137,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
             tracking_uri=loop_config["tracking_uri"],
             run_id=loop_config["run_id"],
             system_metrics=cfg.tracking.system_metrics,
+            system_metrics_interval_s=cfg.tracking.system_metrics_interval_s,
         )
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
@@ -122,6 +168,7 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
     ensure_ray(cfg)
     storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
     name = ray_run_name(cfg)
+    metric_keys = [m.lstrip("_") for m in cfg.train.validation_metrics]
     metric = cfg.train.validation_metrics[0]
     score_key, mode = metric.lstrip("_"), ("min" if metric.startswith("_") else "max")
     trainer = TorchTrainer(
@@ -141,6 +188,7 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
                 checkpoint_score_attribute=score_key,
                 checkpoint_score_order=mode,
             ),
+            callbacks=[_keep_best_callback(metric_keys)],
         ),
     )
     logger.info("Ray Train run %s: %d workers, storage %s", name, cfg.scaling.num_workers, storage)
@@ -148,8 +196,15 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train run {name} finished without a checkpoint; see {result.path}")
     best = result.get_best_checkpoint(score_key, mode) or result.checkpoint
+    fs = result.checkpoint.filesystem
+    best_checkpoints = {}
+    for key in metric_keys:
+        path = f"{result.path}/best-{key}"
+        if fs.get_file_info(path).type.name == "Directory":
+            best_checkpoints[key] = path
     return TrainOutcome(
-        best_checkpoint=best.path,
+        best_checkpoint=best_checkpoints.get(score_key, best.path),
+        best_checkpoints=best_checkpoints,
         latest_checkpoint=result.checkpoint.path,
         metrics=dict(result.metrics or {}),
         run_name=name,
