@@ -15,6 +15,9 @@ Faults for a path are consumed in order, each for `times` requests:
   ignore_range  answer 200 with the whole file even when a Range was asked
   stall         sleep `delay` seconds, then hang up without answering (recorded with status 0);
                 with `after_bytes`, pause that long mid-body instead
+
+`routes` map a path to a function of the parsed query string returning (status, content type,
+body), for endpoints such as the OPUS API (`/opusapi/?corpus=...`); faults apply to them too.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -34,6 +38,7 @@ from typing import Literal
 __all__ = ["Fault", "FileServer", "Request", "serve"]
 
 FaultKind = Literal["status", "drop", "truncate", "ignore_range", "stall"]
+Route = Callable[[dict[str, list[str]]], tuple[int, str, bytes]]
 
 
 @dataclass
@@ -51,6 +56,7 @@ class Request:
     path: str
     range: str | None
     status: int  # status the server chose (before any injected connection fault)
+    query: str = ""
 
 
 @dataclass
@@ -58,6 +64,7 @@ class FileServer:
     url: str
     root: Path
     faults: dict[str, list[Fault]]
+    routes: dict[str, Route] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -107,8 +114,9 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True  # the client gave up (e.g. timed out during a stall)
 
         def _record(self, path: str, status: int) -> None:
+            query = self.path.split("?", 1)[1] if "?" in self.path else ""
             with server_state.lock:
-                server_state.requests.append(Request(self.command, path, self.headers.get("Range"), status))
+                server_state.requests.append(Request(self.command, path, self.headers.get("Range"), status, query))
 
         def _reset(self) -> None:
             # SO_LINGER 0: close() sends RST, which the client sees as "connection reset".
@@ -128,11 +136,20 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
                 self._record(path, fault.status)
                 self.send_error(fault.status)
                 return
-            if not target.is_file() or server_state.root.resolve() not in target.parents:
+            route = server_state.routes.get(path)
+            if route is not None:
+                query = urllib.parse.parse_qs(self.path.split("?", 1)[1] if "?" in self.path else "")
+                status, content_type, data = route(query)
+                if status != 200:
+                    self._record(path, status)
+                    self.send_error(status)
+                    return
+            elif not target.is_file() or server_state.root.resolve() not in target.parents:
                 self._record(path, 404)
                 self.send_error(404)
                 return
-            data = target.read_bytes()
+            else:
+                content_type, data = "application/octet-stream", target.read_bytes()
             wanted = (
                 None if (fault and fault.kind == "ignore_range") else _parse_range(self.headers.get("Range"), len(data))
             )
@@ -150,7 +167,7 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
                 status, payload = 206, data[start : end + 1]
             self._record(path, status)
             self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.send_header("Accept-Ranges", "bytes")
             if status == 206:
@@ -176,9 +193,16 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def serve(directory: str | Path, faults: dict[str, list[Fault]] | None = None) -> Iterator[FileServer]:
+def serve(
+    directory: str | Path, faults: dict[str, list[Fault]] | None = None, routes: dict[str, Route] | None = None
+) -> Iterator[FileServer]:
     """Serve `directory` on 127.0.0.1 (random port) in a thread; yields the state with `.url`."""
-    state = FileServer(url="", root=Path(directory), faults={k: list(v) for k, v in (faults or {}).items()})
+    state = FileServer(
+        url="",
+        root=Path(directory),
+        faults={k: list(v) for k, v in (faults or {}).items()},
+        routes=dict(routes or {}),
+    )
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
     httpd.daemon_threads = True
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"

@@ -12,8 +12,10 @@ from tests.support.http_server import Fault, serve
 from xlm_core.data.download import (
     ChecksumError,
     DownloadError,
+    DownloadSizeError,
     TransientDownloadError,
     download,
+    download_to,
     partial_path,
     read_url,
 )
@@ -178,3 +180,47 @@ def test_read_url_small_files(payload):
         with pytest.raises(DownloadError) as info:
             read_url(server.url + "/absent.txt", **FAST)
     assert info.value.status == 404
+
+
+def test_max_bytes_refuses_without_retry_and_keeps_nothing(payload, tmp_path):
+    root, data, _ = payload
+    dest = tmp_path / "file.bin"
+    with serve(root) as server:
+        with pytest.raises(DownloadSizeError, match="max_bytes=1000"):
+            download(server.url + "/file.bin", dest, max_bytes=1000, **FAST)
+        assert len(server.hits("/file.bin")) == 1
+    _assert_clean_failure(dest)
+    assert not partial_path(dest).exists()
+    with pytest.raises(DownloadSizeError):
+        download(str(root / "file.bin"), dest, max_bytes=len(data) - 1)
+    _assert_clean_failure(dest)
+    assert download(str(root / "file.bin"), dest, max_bytes=len(data)).read_bytes() == data
+
+
+def test_size_tolerance(payload, tmp_path):
+    root, data, _ = payload
+    with serve(root) as server:
+        download(server.url + "/file.bin", tmp_path / "a.bin", size=len(data) + 900, size_tolerance=1024, **FAST)
+        with pytest.raises(ChecksumError, match="± 1024"):
+            download(server.url + "/file.bin", tmp_path / "b.bin", size=len(data) - 2000, size_tolerance=1024, **FAST)
+    _assert_clean_failure(tmp_path / "b.bin")
+
+
+def test_download_to_fsspec_memory(payload, tmp_path):
+    fsspec = pytest.importorskip("fsspec")
+    root, data, sha1 = payload
+    fs = fsspec.filesystem("memory")
+    dest = "memory://bucket/corpora/file.bin"
+    with serve(root, faults={"/file.bin": [Fault("drop", after_bytes=100_000)]}) as server:
+        assert download_to(server.url + "/file.bin", dest, sha1=sha1, **FAST) == dest
+        assert fs.cat_file("/bucket/corpora/file.bin") == data
+        assert fs.ls("/bucket/corpora", detail=False) == ["/bucket/corpora/file.bin"]  # no temporary left
+        download_to(server.url + "/file.bin", dest, sha1=sha1, **FAST)  # present and verified: no request
+        assert len(server.hits("/file.bin")) == 2
+        with pytest.raises(ChecksumError):
+            download_to(server.url + "/file.bin", "memory://bucket/bad.bin", sha1="0" * 40, **FAST)
+    assert not fs.exists("/bucket/bad.bin")
+    assert fs.ls("/bucket", detail=False) == ["/bucket/corpora"]
+    local = tmp_path / "local.bin"
+    assert download_to(str(root / "file.bin"), str(local)) == str(local) and local.read_bytes() == data
+    fs.rm("/bucket", recursive=True)

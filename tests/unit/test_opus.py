@@ -79,3 +79,52 @@ def test_missing_side_and_unsafe_names(tmp_path):
     (tmp_path / "junk.zip").write_bytes(b"not a zip")
     with pytest.raises(OpusFormatError, match="not a readable zip"):
         read_moses_zip(tmp_path / "junk.zip", "en-fr", tmp_path / "en", tmp_path / "fr")
+
+
+def test_iitb_parallel_tgz(tmp_path):
+    from tests.support.fixtures import IITB_PAIRS, write_iitb_tgz
+    from xlm_core.data.iitb import iitb_url, read_iitb_tgz
+
+    assert iitb_url() == "http://www.cfilt.iitb.ac.in/iitb_parallel/iitb_corpus_download/parallel.tgz"
+    write_iitb_tgz(tmp_path / "srv" / "parallel.tgz")
+    with serve(tmp_path / "srv") as server:
+        tgz = download(iitb_url(server.url), tmp_path / "dl" / "parallel.tgz")
+    assert read_iitb_tgz(tgz, tmp_path / "en-hi.en", tmp_path / "en-hi.hi") == len(IITB_PAIRS)
+    en = (tmp_path / "en-hi.en").read_text(encoding="utf-8").splitlines()
+    hi = (tmp_path / "en-hi.hi").read_text(encoding="utf-8").splitlines()
+    assert list(zip(en, hi, strict=True)) == IITB_PAIRS
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dl", "en-hi.en", "en-hi.hi", "srv"]
+
+
+def test_iitb_misaligned_capped_and_hostile(tmp_path):
+    from tests.support.fixtures import write_iitb_tgz, write_tar_with_link
+    from xlm_core.data.archives import ArchiveSizeError, UnsafeArchiveError
+    from xlm_core.data.iitb import read_iitb_tgz
+
+    out = (tmp_path / "out" / "en", tmp_path / "out" / "hi")
+    bad = write_iitb_tgz(tmp_path / "bad.tgz", hi_extra=2)
+    with pytest.raises(OpusFormatError, match=r"IITB\.en-hi\.en has 4 lines, IITB\.en-hi\.hi has 6"):
+        read_iitb_tgz(bad, *out)
+    with pytest.raises(ArchiveSizeError, match="IITB.en-hi"):
+        read_iitb_tgz(write_iitb_tgz(tmp_path / "ok.tgz"), *out, max_member_bytes=64)
+    with pytest.raises(UnsafeArchiveError, match="symbolic link"):
+        read_iitb_tgz(write_tar_with_link(tmp_path / "link.tgz"), *out)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_opus_iitb_moses_zip(tmp_path):
+    from tests.support.fixtures import IITB_PAIRS, write_zip
+    from xlm_core.data.iitb import IITB_OPUS
+
+    assert moses_url("https://object.pouta.csc.fi", *IITB_OPUS).endswith("/OPUS-IITB/v2.0/moses/en-hi.txt.zip")
+    zip_path = write_zip(
+        tmp_path / "IITB-v2.0-en-hi.txt.zip",
+        {
+            "IITB.en-hi.en": "".join(f"{e}\n" for e, _ in IITB_PAIRS),
+            "IITB.en-hi.hi": "".join(f"{h}\n" for _, h in IITB_PAIRS),
+            "README": "IITB v2.0\n",
+            "LICENSE": "CC-BY-NC 4.0\n",
+        },
+    )
+    assert read_moses_zip(zip_path, "hi-en", tmp_path / "hi", tmp_path / "en") == len(IITB_PAIRS)
+    assert (tmp_path / "hi").read_text(encoding="utf-8").splitlines()[0] == IITB_PAIRS[0][1]

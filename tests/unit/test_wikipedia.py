@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import json
 import re
 from pathlib import Path
 
@@ -10,8 +11,16 @@ import pytest
 
 from tests.support.http_server import Fault, serve
 from xlm_core.data.demo_mirror import TALK_TEXT, TEMPLATE_DOC, build_wikipedia_dump
-from xlm_core.data.download import ChecksumError, DownloadError
-from xlm_core.data.wikipedia import ExtractionError, dump_url, extract, fetch_dump, resolve_latest
+from xlm_core.data.download import ChecksumError, DownloadError, DownloadSizeError
+from xlm_core.data.wikipedia import (
+    DumpFormatError,
+    ExtractionError,
+    check_dump,
+    dump_url,
+    extract,
+    fetch_dump,
+    resolve_latest,
+)
 
 DATE = "20240101"
 
@@ -69,12 +78,99 @@ def test_extract_multistream_and_max_articles(mirror, tmp_path):
     assert (tmp_path / "en.all").read_text(encoding="utf-8").startswith("Apropos\n")
 
 
-def test_missing_sums_file_downloads_unverified(mirror, tmp_path, caplog):
-    sums = f"/enwiki/{DATE}/enwiki-{DATE}-sha1sums.txt"
-    with serve(mirror, faults={sums: [Fault("status", status=404)]}) as server:
+def _missing(*names: str) -> dict:
+    return {f"/enwiki/{DATE}/{name}": [Fault("status", status=404, times=9)] for name in names}
+
+
+def test_missing_sha1sums_falls_back_to_md5sums(mirror, tmp_path):
+    with serve(mirror, faults=_missing(f"enwiki-{DATE}-sha1sums.txt")) as server:
         fetched = fetch_dump(server.url, "en", DATE, tmp_path)
-    assert fetched.sha1 is None and fetched.path.is_file()
-    assert "without checksum verification" in caplog.text
+    assert fetched.sha1 is None and fetched.md5 and len(fetched.md5) == 32
+    assert fetched.verified_by == "md5sums" and fetched.path.is_file()
+
+
+def test_missing_sums_fall_back_to_dumpstatus(mirror, tmp_path):
+    sums = (f"enwiki-{DATE}-sha1sums.txt", f"enwiki-{DATE}-md5sums.txt")
+    with serve(mirror, faults=_missing(*sums)) as server:
+        fetched = fetch_dump(server.url, "en", DATE, tmp_path, multistream=True)
+    assert fetched.verified_by == "dumpstatus.json"
+    assert fetched.sha1 and fetched.size == fetched.path.stat().st_size
+
+
+def test_dumpstatus_of_unfinished_dump_is_refused(mirror, tmp_path):
+    day = tmp_path / "m" / "enwiki" / DATE
+    day.mkdir(parents=True)
+    name = f"enwiki-{DATE}-pages-articles.xml.bz2"
+    (day / name).write_bytes((mirror / "enwiki" / DATE / name).read_bytes())
+    (day / "dumpstatus.json").write_text(
+        json.dumps({"jobs": {"articlesdump": {"status": "in-progress", "files": {name: {"size": 1}}}}})
+    )
+    with pytest.raises(DownloadError, match="in-progress"):
+        fetch_dump(str(tmp_path / "m"), "en", DATE, tmp_path / "dl")
+    (day / "dumpstatus.json").unlink()
+    fetched = fetch_dump(str(tmp_path / "m"), "en", DATE, tmp_path / "dl")
+    assert fetched.verified_by is None and fetched.sha1 is None and fetched.path.is_file()
+
+
+def test_dump_size_cap(mirror, tmp_path):
+    with pytest.raises(DownloadSizeError, match="max_bytes=100"):
+        fetch_dump(str(mirror), "en", DATE, tmp_path, max_bytes=100)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "declaration",
+    [
+        '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>',
+        '<!DOCTYPE rss [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>',
+        '<!doctype rss SYSTEM "http://127.0.0.1:1/evil.dtd">',
+    ],
+)
+def test_rss_with_entity_declarations_is_refused(tmp_path, declaration):
+    feed = tmp_path / "enwiki" / "latest" / "enwiki-latest-pages-articles.xml.bz2-rss.xml"
+    feed.parent.mkdir(parents=True)
+    feed.write_text(
+        f'<?xml version="1.0"?>\n{declaration}\n<rss><channel><item>'
+        f"<link>https://dumps.wikimedia.org/enwiki/{DATE}</link><title>&lol2;</title></item></channel></rss>\n"
+    )
+    with pytest.raises(DownloadError, match="DOCTYPE/ENTITY declaration refused"):
+        resolve_latest(str(tmp_path), "en")
+
+
+def test_truncated_bz2_dump_gives_one_clear_error(mirror, tmp_path):
+    source = mirror / "enwiki" / DATE / f"enwiki-{DATE}-pages-articles.xml.bz2"
+    cut = tmp_path / "enwiki-cut.xml.bz2"
+    cut.write_bytes(source.read_bytes()[: source.stat().st_size * 2 // 3])
+    with pytest.raises(DumpFormatError, match=r"enwiki-cut\.xml\.bz2: truncated bz2 stream"):
+        extract(cut, tmp_path / "out" / "en.all", processes=1)
+    assert not (tmp_path / "out" / "en.all").exists() and list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize("defect", ["cut", "unclosed_text"])
+def test_malformed_dump_xml_gives_one_clear_error(mirror, tmp_path, defect):
+    # WikiExtractor itself exits 0 on both, keeping a prefix of the pages (cut) or swallowing the rest of
+    # the dump into one article (unclosed <text>); check_dump turns them into one error.
+    xml = bz2.decompress((mirror / "enwiki" / DATE / f"enwiki-{DATE}-pages-articles.xml.bz2").read_bytes())
+    lines = xml.decode("utf-8").splitlines(keepends=True)
+    if defect == "cut":
+        text = "".join(lines[: len(lines) // 2])
+        expected = "does not end with </mediawiki>"
+    else:
+        text = "".join(lines).replace("</text>", "", 1)
+        expected = "<text> but .* </text>"
+    dump = tmp_path / "bad.xml.bz2"
+    dump.write_bytes(bz2.compress(text.encode("utf-8")))
+    with pytest.raises(DumpFormatError, match=rf"bad\.xml\.bz2: malformed MediaWiki export XML: .*{expected}"):
+        extract(dump, tmp_path / "out" / "en.all", processes=1)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_check_dump_counts_pages(mirror):
+    for name in (f"enwiki-{DATE}-pages-articles.xml.bz2", f"enwiki-{DATE}-pages-articles-multistream.xml.bz2"):
+        result = check_dump(mirror / "enwiki" / DATE / name)
+        assert result.pages == result.counts["/page"] > 5
+    with pytest.raises(DumpFormatError, match="max_xml_bytes"):
+        check_dump(mirror / "enwiki" / DATE / f"enwiki-{DATE}-pages-articles.xml.bz2", max_xml_bytes=1000)
 
 
 def test_corrupt_mirror_is_refused(mirror, tmp_path):

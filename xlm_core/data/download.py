@@ -3,11 +3,16 @@
 `download()` streams into a hidden partial file `.<name>.part` beside the destination, resumes
 it with a `Range` request after transient failures (5xx, resets, timeouts, truncated bodies),
 verifies size and checksums, and only then renames it to the final name. A failed download
-therefore never leaves a file under the final name.
+therefore never leaves a file under the final name. `max_bytes` caps what a server may send.
+
+`download_to()` also accepts an fsspec URL as destination (`s3://bucket/key`, `memory://...`):
+the file is downloaded and verified locally, uploaded to a temporary sibling key and moved
+into place, so the final key too appears only once complete.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -15,21 +20,25 @@ import os
 import re
 import shutil
 import ssl
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from xlm_core.io import ProgressLog
 
 __all__ = [
     "ChecksumError",
     "DownloadError",
+    "DownloadSizeError",
     "TransientDownloadError",
     "download",
+    "download_to",
+    "is_remote",
     "partial_path",
     "read_url",
     "to_url",
@@ -61,6 +70,10 @@ class ChecksumError(DownloadError):
     """The downloaded bytes do not match the expected size or checksum; nothing was kept."""
 
 
+class DownloadSizeError(DownloadError):
+    """The server sent (or announced) more than `max_bytes`; nothing was kept."""
+
+
 def to_url(location: str | Path) -> str:
     """`http(s)://` and `file://` URLs unchanged; a local path becomes a `file://` URL."""
     text = str(location)
@@ -90,11 +103,14 @@ def _digests(path: Path, algorithms: list[str]) -> dict[str, str]:
     return {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
 
-def _mismatch(path: Path, *, sha1: str | None, md5: str | None, size: int | None) -> str | None:
+def _mismatch(
+    path: Path, *, sha1: str | None, md5: str | None, size: int | None, size_tolerance: int = 0
+) -> str | None:
     """Why `path` does not match the expectations, or None when it does."""
     actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        return f"size {actual_size} bytes, expected {size}"
+    if size is not None and abs(actual_size - size) > size_tolerance:
+        within = f" ± {size_tolerance}" if size_tolerance else ""
+        return f"size {actual_size} bytes, expected {size}{within}"
     expected = {name: value.lower() for name, value in (("sha1", sha1), ("md5", md5)) if value}
     if expected:
         actual = _digests(path, list(expected))
@@ -175,8 +191,19 @@ def _content_range_start(value: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None) -> bool:
-    """One attempt: append the rest of `url` to `part`. Returns True if it resumed a partial file."""
+def _too_large(url: str, count: int, max_bytes: int) -> DownloadSizeError:
+    return DownloadSizeError(
+        f"{url}: the server sends more than max_bytes={max_bytes} bytes ({count} so far or announced); "
+        "nothing was kept. Raise the cap if the file is genuine.",
+        url=url,
+    )
+
+
+def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None, max_bytes: int | None = None) -> bool:
+    """One attempt: append the rest of `url` to `part`. Returns True if it resumed a partial file.
+
+    `size` here is the largest acceptable size (expected size plus tolerance).
+    """
     offset = part.stat().st_size if part.exists() else 0
     if size is not None and offset > size:
         logger.warning("%s: partial file is larger than expected (%d > %d); restarting", part, offset, size)
@@ -208,6 +235,8 @@ def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None) -> bo
         length = response.headers.get("Content-Length")
         expected = int(length) if length is not None else None
         total = offset + expected if expected is not None else size
+        if max_bytes is not None and total is not None and expected is not None and total > max_bytes:
+            raise _too_large(url, total, max_bytes)
         progress = ProgressLog(f"download {part.name[1:-5]}", unit="bytes", total=total, log=logger)
         progress.count = offset
         received = 0
@@ -217,6 +246,8 @@ def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None) -> bo
                     handle.write(chunk)
                     received += len(chunk)
                     progress.update(len(chunk))
+                    if max_bytes is not None and offset + received > max_bytes:
+                        raise _too_large(url, offset + received, max_bytes)
             except (TimeoutError, ConnectionError, http.client.HTTPException, OSError) as e:
                 raise TransientDownloadError(f"connection lost after {offset + received} bytes: {e}", url=url) from e
         if expected is not None and received != expected:
@@ -228,12 +259,19 @@ def _fetch_http(url: str, part: Path, *, timeout: float, size: int | None) -> bo
 
 
 def _fetch_with_retries(
-    url: str, part: Path, *, timeout: float, size: int | None, retries: int, backoff: float
+    url: str,
+    part: Path,
+    *,
+    timeout: float,
+    size: int | None,
+    retries: int,
+    backoff: float,
+    max_bytes: int | None = None,
 ) -> bool:
     """Fetch into `part` until complete; True if any attempt resumed a partial file."""
     resumed: list[bool] = []
     _with_retries(
-        lambda: resumed.append(_fetch_http(url, part, timeout=timeout, size=size)),
+        lambda: resumed.append(_fetch_http(url, part, timeout=timeout, size=size, max_bytes=max_bytes)),
         url=url,
         retries=retries,
         backoff=backoff,
@@ -241,9 +279,11 @@ def _fetch_with_retries(
     return any(resumed)
 
 
-def _copy_local(source: Path, part: Path, url: str) -> None:
+def _copy_local(source: Path, part: Path, url: str, max_bytes: int | None = None) -> None:
     if not source.is_file():
         raise DownloadError(f"{url}: no such file {source}", url=url, status=404)
+    if max_bytes is not None and source.stat().st_size > max_bytes:
+        raise _too_large(url, source.stat().st_size, max_bytes)
     with open(source, "rb") as reader, open(part, "wb") as writer:
         shutil.copyfileobj(reader, writer, 1 << 20)
 
@@ -255,6 +295,8 @@ def download(
     sha1: str | None = None,
     md5: str | None = None,
     size: int | None = None,
+    size_tolerance: int = 0,
+    max_bytes: int | None = None,
     timeout: float = 30,
     retries: int = 5,
     backoff: float = 1.0,
@@ -265,6 +307,9 @@ def download(
         url: `http(s)://` or `file://` URL, or a local path (copied).
         dest: final file; it appears only once complete and verified.
         sha1, md5, size: expected checksums (hex) and size in bytes, each optional.
+        size_tolerance: accept a size within this many bytes of `size` (sources that publish rounded
+            sizes, e.g. OPUS's kilobytes).
+        max_bytes: refuse a body larger than this (announced or received), without retrying.
         timeout: connect and per-read timeout in seconds.
         retries: retries after transient errors, with exponential `backoff` seconds between them.
 
@@ -275,10 +320,12 @@ def download(
         DownloadError: the file is missing or refused (404, 403, ...), raised without retrying.
         TransientDownloadError: transient errors persisted after `retries` retries.
         ChecksumError: the complete download does not match `sha1`/`md5`/`size`.
+        DownloadSizeError: the body exceeds `max_bytes`.
     """
     dest = Path(dest)
     verifiable = any(value is not None for value in (sha1, md5, size))
-    if dest.is_file() and verifiable and _mismatch(dest, sha1=sha1, md5=md5, size=size) is None:
+    checks = {"sha1": sha1, "md5": md5, "size": size, "size_tolerance": size_tolerance}
+    if dest.is_file() and verifiable and _mismatch(dest, **checks) is None:
         logger.info("%s: already present and verified", dest)
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +336,7 @@ def download(
 
     for fresh_start in (False, True):
         if local is not None:
-            _copy_local(local, part, url)
+            _copy_local(local, part, url, max_bytes)
             resumed = False
         else:
             if fresh_start:
@@ -297,14 +344,22 @@ def download(
             had_partial = part.exists() and part.stat().st_size > 0
             try:
                 resumed = (
-                    _fetch_with_retries(url, part, timeout=timeout, size=size, retries=retries, backoff=backoff)
+                    _fetch_with_retries(
+                        url,
+                        part,
+                        timeout=timeout,
+                        size=None if size is None else size + size_tolerance,
+                        retries=retries,
+                        backoff=backoff,
+                        max_bytes=max_bytes,
+                    )
                     or had_partial
                 )
             except DownloadError as e:
                 if not isinstance(e, TransientDownloadError):
                     part.unlink(missing_ok=True)  # a refused URL makes the partial file meaningless
                 raise
-        problem = _mismatch(part, sha1=sha1, md5=md5, size=size)
+        problem = _mismatch(part, **checks)
         if problem is None:
             os.replace(part, dest)
             logger.info("%s: saved %s (%d bytes)", url, dest, dest.stat().st_size)
@@ -320,3 +375,96 @@ def download(
             url=url,
         )
     raise AssertionError("unreachable")
+
+
+def is_remote(location: str | Path) -> bool:
+    """True for fsspec URLs other than local files (`s3://`, `gs://`, `memory://`, ...)."""
+    text = str(location)
+    return bool(re.match(r"^[a-z][a-z0-9+.-]*://", text)) and not text.startswith("file://")
+
+
+def _remote_matches(fs: Any, path: str, *, sha1: str | None, md5: str | None, size: int | None, tolerance: int) -> bool:
+    if not fs.exists(path):
+        return False
+    if size is not None and abs(int(fs.size(path)) - size) > tolerance:
+        return False
+    expected = {name: value.lower() for name, value in (("sha1", sha1), ("md5", md5)) if value}
+    if expected:
+        hashers = {name: hashlib.new(name) for name in expected}
+        with fs.open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                for hasher in hashers.values():
+                    hasher.update(chunk)
+        return all(hashers[name].hexdigest() == value for name, value in expected.items())
+    return True
+
+
+def download_to(
+    url: str,
+    dest: str | Path,
+    *,
+    sha1: str | None = None,
+    md5: str | None = None,
+    size: int | None = None,
+    size_tolerance: int = 0,
+    max_bytes: int | None = None,
+    timeout: float = 30,
+    retries: int = 5,
+    backoff: float = 1.0,
+    staging_dir: Path | None = None,
+) -> str:
+    """`download()` to a local path or to any fsspec URL; returns the final location as a string.
+
+    For a remote `dest` (`s3://…`, `memory://…`) the file is fetched and verified under
+    `staging_dir` (a local directory; default: a temporary one, so a later call cannot resume),
+    uploaded to `.{name}.part-{pid}` beside `dest`, its uploaded size checked, then moved to
+    `dest`. An existing remote `dest` matching the given size/checksums is kept untouched.
+    The other arguments are `download()`'s.
+    """
+    options: dict[str, Any] = {
+        "sha1": sha1,
+        "md5": md5,
+        "size": size,
+        "size_tolerance": size_tolerance,
+        "max_bytes": max_bytes,
+        "timeout": timeout,
+        "retries": retries,
+        "backoff": backoff,
+    }
+    if not is_remote(dest):
+        local = _local_path(str(dest))
+        return str(download(url, local if local is not None else Path(dest), **options))
+    try:
+        import fsspec  # optional dependency: only remote destinations need it
+    except ImportError as e:
+        raise DownloadError(f"{dest}: remote destinations need fsspec (pip install 'fsspec>=2024.2')", url=url) from e
+    fs, remote = fsspec.core.url_to_fs(str(dest))
+    verifiable = any(value is not None for value in (sha1, md5, size))
+    if verifiable and _remote_matches(fs, remote, sha1=sha1, md5=md5, size=size, tolerance=size_tolerance):
+        logger.info("%s: already present and verified", dest)
+        return str(dest)
+    parent, _, name = remote.rstrip("/").rpartition("/")
+    temporary = f"{parent}/.{name}.part-{os.getpid()}" if parent else f".{name}.part-{os.getpid()}"
+    with contextlib.ExitStack() as stack:
+        local_dir = staging_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="xlm-download-")))
+        local = download(url, Path(local_dir) / name, **options)
+        try:
+            fs.put_file(str(local), temporary)
+            uploaded = int(fs.size(temporary))
+            if uploaded != local.stat().st_size:
+                raise TransientDownloadError(
+                    f"{dest}: upload incomplete ({uploaded} of {local.stat().st_size} bytes); nothing was kept",
+                    url=url,
+                )
+            fs.mv(temporary, remote)
+        except DownloadError:
+            raise
+        except Exception as e:  # each fsspec backend raises its own types (botocore, gcsfs, ...)
+            raise TransientDownloadError(f"{dest}: upload failed ({type(e).__name__}: {e})", url=url) from e
+        finally:
+            with contextlib.suppress(Exception):
+                if fs.exists(temporary):
+                    fs.rm(temporary)
+        local.unlink(missing_ok=True)
+    logger.info("%s: uploaded to %s", url, dest)
+    return str(dest)

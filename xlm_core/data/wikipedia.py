@@ -2,10 +2,19 @@
 
 The output of `extract()` is what XLM's get-data-wiki.sh produced before tokenization: one
 paragraph per line, each article introduced by its title line, no `<doc>` lines, no blank lines.
+
+Verification: a dump is checked against the dump's `*-sha1sums.txt`, else `*-md5sums.txt`, else
+the sizes and checksums in `dumpstatus.json`. The only XML this module parses itself (the
+`latest` RSS feed) is refused if it declares a DOCTYPE or entities, so no external or recursive
+entity is ever expanded. WikiExtractor reads dumps with line regexes (no XML parser, no entity
+expansion) and exits 0 on truncated or unbalanced XML, so `extract()` checks the dump's
+structure (complete bz2 streams, balanced `<page>`/`<text>`, final `</mediawiki>`) in a thread
+running beside it and turns any defect into one `DumpFormatError` naming the file.
 """
 
 from __future__ import annotations
 
+import bz2
 import html
 import json
 import logging
@@ -14,14 +23,29 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlm_core.data.download import DownloadError, download, read_url, to_url
 from xlm_core.io import ProgressLog, atomic_open
 
-__all__ = ["ExtractionError", "FetchedDump", "dump_name", "dump_url", "extract", "fetch_dump", "resolve_latest"]
+__all__ = [
+    "DumpCheck",
+    "DumpFormatError",
+    "Expected",
+    "ExtractionError",
+    "FetchedDump",
+    "check_dump",
+    "dump_name",
+    "dump_url",
+    "expected_checksums",
+    "extract",
+    "fetch_dump",
+    "parse_untrusted_xml",
+    "resolve_latest",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -30,13 +54,47 @@ class ExtractionError(ValueError):
     """WikiExtractor failed or produced nothing from a non-empty dump."""
 
 
+class DumpFormatError(ExtractionError):
+    """The dump is truncated, not bz2/XML, or its XML is unbalanced; nothing was written."""
+
+
 @dataclass(frozen=True)
 class FetchedDump:
     path: Path
     lang: str
     date: str  # resolved YYYYMMDD, also when `latest` was asked for
     url: str
-    sha1: str | None  # None when the server has no checksum list
+    sha1: str | None  # None when the server publishes no SHA-1 for the file
+    md5: str | None = None
+    size: int | None = None  # from dumpstatus.json, when the checksum lists were missing
+    verified_by: str | None = None  # "sha1sums", "md5sums", "dumpstatus.json" or None (unverified)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What the dump server publishes about one file; `source` names where it came from."""
+
+    sha1: str | None = None
+    md5: str | None = None
+    size: int | None = None
+    source: str | None = None
+
+
+_DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def parse_untrusted_xml(body: bytes, *, url: str) -> ET.Element:
+    """Parse a small XML document from the network, refusing any DOCTYPE or ENTITY declaration.
+
+    Refusing declarations outright rules out external entities and entity expansion bombs
+    whatever the parser's defaults are.
+    """
+    if _DECLARATION.search(body):
+        raise DownloadError(f"{url}: XML with a DOCTYPE/ENTITY declaration refused (entity expansion)", url=url)
+    try:
+        return ET.fromstring(body)
+    except ET.ParseError as e:
+        raise DownloadError(f"{url}: not a valid XML document ({e})", url=url) from e
 
 
 def dump_name(lang: str, date: str, multistream: bool = False) -> str:
@@ -56,11 +114,7 @@ def resolve_latest(base_url: str, lang: str, multistream: bool = False, *, timeo
     """The date behind `latest`, read from the dump server's RSS feed for that file."""
     kind = "pages-articles-multistream" if multistream else "pages-articles"
     url = f"{to_url(base_url)}/{lang}wiki/latest/{lang}wiki-latest-{kind}.xml.bz2-rss.xml"
-    body = read_url(url, timeout=timeout)
-    try:
-        root = ET.fromstring(body)
-    except ET.ParseError as e:
-        raise DownloadError(f"{url}: not a valid RSS document ({e})", url=url) from e
+    root = parse_untrusted_xml(read_url(url, timeout=timeout), url=url)
     for element in root.iter():
         if element.tag in ("link", "title") and element.text:
             match = re.search(rf"/{re.escape(lang)}wiki/(\d{{8}})\b", element.text)
@@ -72,23 +126,68 @@ def resolve_latest(base_url: str, lang: str, multistream: bool = False, *, timeo
     )
 
 
-def _expected_sha1(base_url: str, lang: str, date: str, name: str, timeout: float) -> str | None:
-    url = f"{to_url(base_url)}/{lang}wiki/{date}/{lang}wiki-{date}-sha1sums.txt"
-    try:
-        text = read_url(url, timeout=timeout).decode("utf-8", errors="replace")
-    except DownloadError as e:
-        if e.status != 404:
-            raise
-        logger.warning("%s is missing; downloading %s without checksum verification", url, name)
-        return None
+def _sums_entry(url: str, text: str, name: str, algorithm: str) -> str | None:
+    width = 40 if algorithm == "sha1" else 32
     for line_number, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if len(parts) == 2 and parts[1].lstrip("*") == name:
-            if not re.fullmatch(r"[0-9a-fA-F]{40}", parts[0]):
-                raise DownloadError(f"{url}:{line_number}: {parts[0]!r} is not a SHA-1", url=url)
+            if not re.fullmatch(rf"[0-9a-fA-F]{{{width}}}", parts[0]):
+                raise DownloadError(f"{url}:{line_number}: {parts[0]!r} is not an {algorithm.upper()}", url=url)
             return parts[0].lower()
-    logger.warning("%s has no entry for %s; downloading without checksum verification", url, name)
     return None
+
+
+def _status_entry(url: str, body: bytes, name: str) -> Expected | None:
+    try:
+        jobs = json.loads(body)["jobs"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DownloadError(f"{url}: not a dumpstatus.json document ({e})", url=url) from e
+    for job_name, job in jobs.items():
+        files = job.get("files") or {}
+        if name not in files:
+            continue
+        if job.get("status") != "done":
+            raise DownloadError(
+                f"{url}: job {job_name} is {job.get('status')!r}, not 'done'; the dump is incomplete, "
+                "pick an earlier data.wikipedia.dump_date",
+                url=url,
+            )
+        info = files[name]
+        size = info.get("size")
+        return Expected(
+            sha1=info.get("sha1"),
+            md5=info.get("md5"),
+            size=int(size) if size is not None else None,
+            source="dumpstatus.json",
+        )
+    return None
+
+
+def expected_checksums(base_url: str, lang: str, date: str, name: str, *, timeout: float = 30) -> Expected:
+    """What the dump server publishes about `name`: its sha1sums, else md5sums, else dumpstatus.json."""
+    day = f"{to_url(base_url)}/{lang}wiki/{date}"
+    for algorithm in ("sha1", "md5"):
+        url = f"{day}/{lang}wiki-{date}-{algorithm}sums.txt"
+        try:
+            text = read_url(url, timeout=timeout).decode("utf-8", errors="replace")
+        except DownloadError as e:
+            if e.status != 404:
+                raise
+            continue
+        value = _sums_entry(url, text, name, algorithm)
+        if value is not None:
+            return Expected(**{algorithm: value}, source=f"{algorithm}sums")
+    url = f"{day}/dumpstatus.json"
+    try:
+        entry = _status_entry(url, read_url(url, timeout=timeout), name)
+    except DownloadError as e:
+        if e.status != 404:
+            raise
+        entry = None
+    if entry is not None:
+        return entry
+    logger.warning("%s: no sha1sums, md5sums or dumpstatus.json entry for %s; downloading unverified", day, name)
+    return Expected()
 
 
 def fetch_dump(
@@ -100,19 +199,116 @@ def fetch_dump(
     *,
     timeout: float = 30,
     retries: int = 5,
+    max_bytes: int | None = None,
 ) -> FetchedDump:
-    """Download one pages-articles dump, verified against the server's `*-sha1sums.txt`.
+    """Download one pages-articles dump, verified against what the server publishes.
 
     `date` may be `latest`; it is resolved through the RSS feed and the dated file is fetched.
+    Verification uses `*-sha1sums.txt`, else `*-md5sums.txt`, else `dumpstatus.json` (size and
+    checksums); with none of them the file is downloaded unverified (logged as a warning).
+    `max_bytes` refuses a larger body (DownloadSizeError).
     """
     if date == "latest":
         date = resolve_latest(base_url, lang, multistream, timeout=timeout)
         logger.info("%swiki: latest dump is %s", lang, date)
     name = dump_name(lang, date, multistream)
-    sha1 = _expected_sha1(base_url, lang, date, name, timeout)
+    expected = expected_checksums(base_url, lang, date, name, timeout=timeout)
     url = dump_url(base_url, lang, date, multistream)
-    path = download(url, Path(dest_dir) / name, sha1=sha1, timeout=timeout, retries=retries)
-    return FetchedDump(path=path, lang=lang, date=date, url=url, sha1=sha1)
+    path = download(
+        url,
+        Path(dest_dir) / name,
+        sha1=expected.sha1,
+        md5=expected.md5,
+        size=expected.size,
+        max_bytes=max_bytes,
+        timeout=timeout,
+        retries=retries,
+    )
+    return FetchedDump(
+        path=path,
+        lang=lang,
+        date=date,
+        url=url,
+        sha1=expected.sha1,
+        md5=expected.md5,
+        size=expected.size,
+        verified_by=expected.source,
+    )
+
+
+@dataclass
+class DumpCheck:
+    pages: int = 0
+    xml_bytes: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+_TEXT_OPEN = re.compile(rb"<text[\s>/]")
+_TEXT_EMPTY = re.compile(rb"<text\b[^>\n]*/>")
+
+
+def check_dump(dump_path: Path, *, max_xml_bytes: int | None = None) -> DumpCheck:
+    """Stream a dump once and check that it is complete, well-framed export XML.
+
+    Checks: every bz2 stream is complete; the XML starts with `<mediawiki` and ends with
+    `</mediawiki>`; `<page>`/`</page>` and `<text>`/`</text>` are balanced (wikitext is
+    XML-escaped in dumps, so these tags cannot occur inside article text). Counting happens on
+    whole lines, as WikiExtractor reads them.
+
+    Raises:
+        DumpFormatError: naming the file and the defect.
+    """
+    dump_path = Path(dump_path)
+    keys = ("page", "/page", "text", "text/", "/text")
+    counts = dict.fromkeys(keys, 0)
+    head = b""
+    tail = b""
+    carry = b""
+    total = 0
+    opener = bz2.open if dump_path.suffix == ".bz2" else open
+    try:
+        with opener(dump_path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                total += len(chunk)
+                if max_xml_bytes is not None and total > max_xml_bytes:
+                    raise DumpFormatError(
+                        f"{dump_path}: decompresses to more than {max_xml_bytes} bytes (max_xml_bytes); "
+                        "raise the cap if the dump is genuine"
+                    )
+                if len(head) < 4096:
+                    head += chunk[: 4096 - len(head)]
+                block, newline, carry = (carry + chunk).rpartition(b"\n")
+                if not newline:
+                    block, carry = b"", block + carry
+                counts["page"] += block.count(b"<page>")
+                counts["/page"] += block.count(b"</page>")
+                counts["text"] += len(_TEXT_OPEN.findall(block))
+                counts["text/"] += len(_TEXT_EMPTY.findall(block))
+                counts["/text"] += block.count(b"</text>")
+                tail = (tail + block + newline)[-4096:]
+    except EOFError as e:
+        raise DumpFormatError(
+            f"{dump_path}: truncated bz2 stream after {total} bytes of XML ({e}); the file is incomplete: "
+            "delete it and download it again"
+        ) from e
+    except OSError as e:
+        raise DumpFormatError(f"{dump_path}: not a readable bz2 dump ({e}); delete it and download it again") from e
+    tail = (tail + carry).rstrip()
+    problems = []
+    if b"<mediawiki" not in head:
+        problems.append("it does not start with a <mediawiki> element")
+    if not tail.endswith(b"</mediawiki>"):
+        problems.append("it does not end with </mediawiki> (truncated XML)")
+    if counts["page"] != counts["/page"]:
+        problems.append(f"{counts['page']} <page> but {counts['/page']} </page>")
+    if counts["text"] - counts["text/"] != counts["/text"]:
+        problems.append(f"{counts['text'] - counts['text/']} <text> but {counts['/text']} </text>")
+    if problems:
+        raise DumpFormatError(
+            f"{dump_path}: malformed MediaWiki export XML: {'; '.join(problems)}. WikiExtractor would "
+            "silently drop or merge pages; re-download the dump or fix the mirror."
+        )
+    return DumpCheck(pages=counts["page"], xml_bytes=total, counts=counts)
 
 
 def _output_files(directory: Path) -> list[Path]:
@@ -124,7 +320,15 @@ def _paragraphs(text: str) -> list[str]:
     return [line for line in (" ".join(raw.split()) for raw in text.split("\n")) if line]
 
 
-def extract(dump_path: Path, out_path: Path, *, processes: int = 2, max_articles: int | None = None) -> dict:
+def extract(
+    dump_path: Path,
+    out_path: Path,
+    *,
+    processes: int = 2,
+    max_articles: int | None = None,
+    check: bool = True,
+    max_xml_bytes: int | None = None,
+) -> dict:
     """Run WikiExtractor on a dump and write one paragraph per line (title lines kept).
 
     Args:
@@ -132,6 +336,9 @@ def extract(dump_path: Path, out_path: Path, *, processes: int = 2, max_articles
         out_path: text file written atomically.
         processes: WikiExtractor worker processes.
         max_articles: keep only the first N non-empty articles.
+        check: run `check_dump` beside WikiExtractor (one more core while it runs); a defect
+            raises `DumpFormatError` and nothing is written.
+        max_xml_bytes: cap on the decompressed dump size, enforced by the check.
 
     Returns:
         `{"articles", "empty_articles", "lines", "paragraphs", "characters"}`; lines = articles + paragraphs
@@ -161,7 +368,22 @@ def extract(dump_path: Path, out_path: Path, *, processes: int = 2, max_articles
             "-q",
         ]
         logger.info("running %s", " ".join(command[1:]))
+        checked: list[DumpCheck | BaseException] = []
+
+        def run_check() -> None:
+            try:
+                checked.append(check_dump(dump_path, max_xml_bytes=max_xml_bytes))
+            except BaseException as e:  # re-raised in the caller's thread below
+                checked.append(e)
+
+        checker = threading.Thread(target=run_check, name=f"check-{dump_path.name}", daemon=True)
+        if check:
+            checker.start()
         result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if check:
+            checker.join()
+            if isinstance(checked[0], BaseException):
+                raise checked[0]
         if result.returncode != 0:
             raise ExtractionError(
                 f"WikiExtractor failed on {dump_path} (exit {result.returncode}):\n{result.stderr[-2000:]}"

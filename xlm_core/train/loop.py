@@ -277,7 +277,6 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
             metrics[f"best_{key}"] = value
         state["last_metrics"] = dict(metrics)
         if rank == 0:
-            hooks.metric_logger.log_metrics(metrics, step=epoch)
             shown = {k: round(v, 3) for k, v in metrics.items() if k.endswith("_ppl") and k.startswith("valid")}
             logger.info("epoch %d done (update %d): %s", epoch, state["update"], shown)
 
@@ -303,6 +302,9 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         # `improved_<metric>` tells the launcher which best-checkpoint copies this report replaces.
         flags = {f"improved_{k}": float(v) for k, v in state.get("improved", {}).items()}
         hooks.report(metrics | flags, checkpoint_dir)
+        if rank == 0:
+            # Logged once the checkpoint is committed: an epoch redone after a failure is not logged twice.
+            hooks.metric_logger.log_metrics(metrics, step=epoch)
         if stop:
             logger.info("stopping criterion met after epoch %d", epoch)
     if ran_epochs == 0 and hooks.restore_dir is not None:

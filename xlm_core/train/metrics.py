@@ -45,6 +45,9 @@ class MLflowLogger:
         self._mlflow = mlflow
         self.run_id = run_id
         self._client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        # Epochs already in the run (a restarted worker group may redo the epoch it was in when it
+        # failed): their evaluation is not logged a second time.
+        self._logged_epochs = {int(m.step) for m in self._client.get_metric_history(run_id, "epoch")}
         self._system_monitor: Any = None
         if system_metrics:
             try:
@@ -63,6 +66,11 @@ class MLflowLogger:
 
         from mlflow.entities import Metric
 
+        if "epoch" in metrics:
+            if step in self._logged_epochs:
+                logger.info("epoch %d is already logged in MLflow run %s; not logging it again", step, self.run_id)
+                return
+            self._logged_epochs.add(step)
         now = int(time.time() * 1000)
         batch = [Metric(key=k, value=float(v), timestamp=now, step=step) for k, v in metrics.items()]
         if batch:

@@ -1,0 +1,70 @@
+"""Ray Train with 2 CPU workers: a worker killed mid-run restarts from the last checkpoint and the
+job reaches its final update with one MLflow value per epoch."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from mlflow import MlflowClient
+
+from xlm_core.train.ray_launcher import launch, ray_run_name
+
+pytestmark = pytest.mark.slow
+
+
+def _train_workers() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if "RayTrainWorker" in cmdline:
+            found.append(proc)
+    return found
+
+
+def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int], timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(run_dir.glob("checkpoint_*")):
+            workers = _train_workers()
+            if workers:
+                victim = workers[-1]
+                os.kill(victim.pid, signal.SIGKILL)
+                killed.append(victim.pid)
+                return
+        time.sleep(0.2)
+
+
+def test_killed_worker_resumes_from_last_checkpoint(prepared, ray_session, tmp_path):
+    cfg = prepared.model_copy(deep=True)
+    cfg.train.max_epochs = 4
+    cfg.train.steps_per_epoch = 40
+    cfg.scaling.max_failures = 2
+    cfg.checkpoint.storage_path = str(tmp_path / "ray")
+    cfg.tracking.tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(cfg.tracking_uri)
+    experiment = client.create_experiment("fault", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+
+    killed: list[int] = []
+    watcher = threading.Thread(
+        target=_kill_a_worker_after_first_checkpoint, args=(tmp_path / "ray" / ray_run_name(cfg), killed)
+    )
+    watcher.start()
+    outcome = launch(cfg, run_id=run_id, tracking_uri=cfg.tracking_uri)
+    watcher.join()
+
+    assert killed, "no Ray Train worker was found to kill"
+    assert outcome.metrics["epoch"] == cfg.train.max_epochs - 1
+    history = client.get_metric_history(run_id, "valid_mlm_ppl")
+    assert sorted(m.step for m in history) == list(range(cfg.train.max_epochs))
+    from xlm_core.checkpoint import load_checkpoint
+
+    state, _ = load_checkpoint(Path(outcome.latest_checkpoint))
+    assert state["train_state"]["update"] == cfg.train.max_epochs * cfg.train.steps_per_epoch
+    assert Path(outcome.best_checkpoints["valid_mlm_ppl"]).is_dir()
