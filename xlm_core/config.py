@@ -104,7 +104,18 @@ class DataConfig(_Section):
         default="https://object.pouta.csc.fi",
         description="OPUS object store or mirror (http(s)://, file:// or a local directory).",
     )
+    opus_api_url: str | None = Field(
+        default="https://opus.nlpl.eu/opusapi/",
+        description="OPUS API used to look up each corpus's moses zip and its size (null: build the URL from "
+        "opus_base_url without a size check). Not used with demo_mirror.",
+    )
     parallel: list[OpusCorpus] = Field(default_factory=list, description="Parallel corpora to fetch from OPUS.")
+    max_download_bytes: int | None = Field(
+        default=None, ge=1, description="Refuse any single download larger than this (null: no cap)."
+    )
+    max_member_bytes: int | None = Field(
+        default=None, ge=1, description="Refuse any archive member that decompresses to more than this."
+    )
     valid_size: int = Field(default=5000, ge=1, description="Lines held out for validation per language/pair.")
     test_size: int = Field(default=5000, ge=1, description="Lines held out for test per language/pair.")
     demo_mirror: bool = Field(

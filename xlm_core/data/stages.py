@@ -73,9 +73,23 @@ def fetch_wikipedia(cfg: PipelineConfig, lang: str, base_url: str) -> dict[str, 
     """The verified dump; `date` is the resolved dump date (recorded even when `latest` was asked)."""
     wiki = cfg.data.wikipedia
     result = wikipedia.fetch_dump(
-        base_url, lang, wiki.dump_date, _layout(cfg).downloads / "wikipedia", multistream=wiki.multistream
+        base_url,
+        lang,
+        wiki.dump_date,
+        _layout(cfg).downloads / "wikipedia",
+        multistream=wiki.multistream,
+        max_bytes=cfg.data.max_download_bytes,
     )
-    return {"lang": lang, "path": str(result.path), "date": result.date, "url": result.url, "sha1": result.sha1}
+    return {
+        "lang": lang,
+        "path": str(result.path),
+        "date": result.date,
+        "url": result.url,
+        "sha1": result.sha1,
+        "md5": result.md5,
+        "size": result.size,
+        "verified_by": result.verified_by,
+    }
 
 
 def extract_wikipedia(cfg: PipelineConfig, lang: str, dump: dict[str, Any]) -> dict[str, Any]:
@@ -87,11 +101,23 @@ def extract_wikipedia(cfg: PipelineConfig, lang: str, dump: dict[str, Any]) -> d
 
 
 def fetch_opus(cfg: PipelineConfig, index: int, base_url: str) -> str:
+    """One OPUS moses zip: looked up through the OPUS API (URL and size) unless none is configured
+    or the demo mirror stands in for OPUS; downloaded from `base_url` either way."""
     item = cfg.data.parallel[index]
-    url = opus.moses_url(base_url, item.corpus, item.version, item.pair)
     l1, l2 = sorted(item.pair.split("-"))
     dest = _layout(cfg).downloads / "opus" / f"{item.corpus}-{item.version}-{l1}-{l2}.txt.zip"
-    return str(download(url, dest))
+    if cfg.data.opus_api_url and not cfg.data.demo_mirror:
+        return opus.fetch_moses(
+            cfg.data.opus_api_url,
+            item.corpus,
+            item.version,
+            item.pair,
+            dest,
+            base_url=base_url,
+            max_bytes=cfg.data.max_download_bytes,
+        )
+    url = opus.moses_url(base_url, item.corpus, item.version, item.pair)
+    return str(download(url, dest, max_bytes=cfg.data.max_download_bytes))
 
 
 def read_parallel(cfg: PipelineConfig, pair: str, zip_paths: list[str]) -> dict[str, Any]:
@@ -104,7 +130,7 @@ def read_parallel(cfg: PipelineConfig, pair: str, zip_paths: list[str]) -> dict[
     for i, zip_path in enumerate(zip_paths):
         p1 = outputs[0].with_name(f"{outputs[0].name}.part{i}")
         p2 = outputs[1].with_name(f"{outputs[1].name}.part{i}")
-        total += opus.read_moses_zip(Path(zip_path), pair, p1, p2)
+        total += opus.read_moses_zip(Path(zip_path), pair, p1, p2, max_member_bytes=cfg.data.max_member_bytes)
         parts.append((p1, p2))
     for side, out in enumerate(outputs):
         with atomic_open(out) as handle:
