@@ -1,4 +1,4 @@
-"""`xlm` command line: run the pipeline, inspect configs and models, export checkpoints.
+"""`xlm` command line: run the pipeline, inspect configs and models, export, import and evaluate models.
 
 Embedded defaults are set here, before Prefect is imported: a project-local Prefect home with
 its SQLite database (ephemeral API) unless PREFECT_API_URL is set; the MLflow store lives in the
@@ -18,6 +18,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_MODEL_COMMANDS = frozenset({"export", "import", "evaluate"})
 
 
 def _project_home() -> Path:
@@ -60,17 +61,25 @@ def _summary_text(summary: dict) -> str:
     lines.append(f"  Prefect flow run : {summary['prefect_flow_run_id']}")
     home = os.environ.get("PREFECT_HOME", "~/.prefect")
     if not os.environ.get("PREFECT_API_URL"):
-        lines.append(f"    see it in the UI: PREFECT_HOME={home} .venv/bin/prefect server start  "
-                     "(then open http://127.0.0.1:4200/runs)")
-    lines.append(f"  MLflow runs      : pipeline {summary['mlflow_pipeline_run_id']}, "
-                 f"training {summary['mlflow_training_run_id']}")
+        lines.append(
+            f"    see it in the UI: PREFECT_HOME={home} .venv/bin/prefect server start  "
+            "(then open http://127.0.0.1:4200/runs)"
+        )
+    lines.append(
+        f"  MLflow runs      : pipeline {summary['mlflow_pipeline_run_id']}, "
+        f"training {summary['mlflow_training_run_id']}"
+    )
     uri = summary["mlflow_tracking_uri"]
     if uri.startswith("sqlite:"):
         artifacts = Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts"
-        lines.append(f"    dashboard: .venv/bin/mlflow ui --backend-store-uri {uri} "
-                     f"--default-artifact-root {artifacts} --host 127.0.0.1 --port 5000")
-    lines.append(f"  Export           : {summary['export_dir']} (transformers max |Δ logits| "
-                 f"{summary['max_abs_logit_diff']:.2e})")
+        lines.append(
+            f"    dashboard: .venv/bin/mlflow ui --backend-store-uri {uri} "
+            f"--default-artifact-root {artifacts} --host 127.0.0.1 --port 5000"
+        )
+    lines.append(
+        f"  Export           : {summary['export_dir']} (transformers max |Δ logits| "
+        f"{summary['max_abs_logit_diff']:.2e})"
+    )
     for key, value in summary.get("metrics", {}).items():
         if key.startswith("valid_"):
             lines.append(f"    {key} = {value}")
@@ -90,10 +99,14 @@ def _cmd_model_info(args: argparse.Namespace) -> int:
     from xlm_core.model import XLMArchitecture, count_parameters
 
     cfg = load_config(args.config, args.set)
-    arch = XLMArchitecture.from_config(cfg.model, vocab_size=args.vocab_size or _preset_vocab(cfg),
-                                       n_langs=len(cfg.data.langs))
-    info = arch.to_dict() | {"causal": cfg.causal, "ffn_dim": 4 * arch.emb_dim,
-                             "num_parameters": count_parameters(arch)}
+    arch = XLMArchitecture.from_config(
+        cfg.model, vocab_size=args.vocab_size or _preset_vocab(cfg), n_langs=len(cfg.data.langs)
+    )
+    info = arch.to_dict() | {
+        "causal": cfg.causal,
+        "ffn_dim": 4 * arch.emb_dim,
+        "num_parameters": count_parameters(arch),
+    }
     for key, value in info.items():
         print(f"{key:>24}: {value}")
     print(f"{'parameters':>24}: {info['num_parameters'] / 1e6:.1f}M")
@@ -110,8 +123,73 @@ def _preset_vocab(cfg: object) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from xlm_core.export.from_checkpoint import export_checkpoint
 
-    out = export_checkpoint(args.source, args.out_dir)
+    if args.source.startswith("runs:/"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="xlm-export-") as tmp:
+            checkpoint_dir = _download_run_artifact(args.source, args.tracking_uri, Path(tmp))
+            out = export_checkpoint(checkpoint_dir, args.out_dir)
+    else:
+        out = export_checkpoint(args.source, args.out_dir)
     print(f"[xlm] exported {args.source} -> {out}")
+    return 0
+
+
+def _download_run_artifact(source: str, tracking_uri: str | None, dest: Path) -> Path:
+    """Download `runs:/<run_id>[/<artifact_path>]` (default artifact path `best_checkpoint`) into `dest`."""
+    run_id, _, artifact_path = source.removeprefix("runs:/").strip("/").partition("/")
+    if not run_id:
+        raise SystemExit(f"xlm export: {source!r} names no run; use runs:/<run_id>[/<artifact_path>]")
+    tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not tracking_uri:
+        raise SystemExit("xlm export: a runs:/ source needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+    import mlflow
+
+    uri = f"runs:/{run_id}/{artifact_path or 'best_checkpoint'}"
+    print(f"[xlm] downloading {uri} from {tracking_uri}")
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dest), tracking_uri=tracking_uri)
+    return Path(local)
+
+
+def _cmd_import(args: argparse.Namespace) -> int:
+    from xlm_core.export.importer import import_model
+
+    out = import_model(
+        args.source,
+        args.out_dir,
+        codes_path=args.codes,
+        causal=args.causal,
+        trust_pickle=args.trust_pickle,
+        do_lowercase_and_remove_accent=args.lowercase,
+    )
+    print(f"[xlm] imported {args.source} -> {out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from xlm_core.evaluation.text import evaluate_text
+    from xlm_core.export.importer import load_pretrained
+
+    model, _, meta = load_pretrained(args.model, trust_pickle=args.trust_pickle)
+    codes = args.codes or meta["codes_path"]
+    if codes is None:
+        raise SystemExit(f"xlm evaluate: {args.model} carries no BPE codes; pass --codes PATH")
+    lowercase = meta["per_lang_lowercase"].get(args.lang, meta["do_lowercase_and_remove_accent"])
+    result = evaluate_text(
+        model,
+        args.text_file,
+        lang=args.lang,
+        words=meta["words"],
+        codes_path=codes,
+        lang2id=meta["lang2id"],
+        lowercase=True if lowercase is None else lowercase,
+        objective=args.objective or ("clm" if meta["causal"] else "mlm"),
+        batch_size=args.batch_size,
+    )
+    print(f"perplexity: {result.perplexity:.4f}")
+    print(f"accuracy: {result.accuracy:.2f}")
+    print(f"predicted_tokens: {result.num_pred}")
+    print(f"[xlm] {result.summary()}")
     return 0
 
 
@@ -122,8 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("config", help="experiment YAML file or preset name (configs/presets/*.yaml)")
-        p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                       help="override a config value (repeatable), e.g. --set model.emb_dim=512")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="SECTION.KEY=VALUE",
+            help="override a config value (repeatable), e.g. --set model.emb_dim=512",
+        )
 
     run = sub.add_parser("run", help="run the whole pipeline as a Prefect flow")
     with_config(run)
@@ -141,17 +224,58 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_model_info)
 
     export = sub.add_parser("export", help="export a training checkpoint to a transformers directory")
-    export.add_argument("source", help="checkpoint directory (state.pt + config.json)")
+    export.add_argument(
+        "source",
+        help="checkpoint directory (state.pt + config.json), or an MLflow run: runs:/<run_id>[/<artifact_path>] "
+        "(default artifact path best_checkpoint)",
+    )
     export.add_argument("out_dir", help="output directory")
+    export.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
     export.set_defaults(func=_cmd_export)
+
+    imp = sub.add_parser("import", help="import an original XLM .pth or a transformers XLM directory")
+    imp.add_argument("source", help="original XLM .pth file, or a transformers XLM directory")
+    imp.add_argument("out_dir", help="output directory (a transformers export)")
+    imp.add_argument("--codes", default=None, help="fastBPE codes file (required for .pth; default merges.txt)")
+    imp.add_argument(
+        "--causal",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="causal attention (default: CLM-only training per params, or config.json; hub xlm-clm-* need --causal)",
+    )
+    imp.add_argument(
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="tokenizer lowercase+accent removal (default: tokenizer_config.json, else on)",
+    )
+    imp.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="load a .pth with weights_only=False (runs pickled code: trusted files only)",
+    )
+    imp.set_defaults(func=_cmd_import)
+
+    evaluate = sub.add_parser("evaluate", help="perplexity and accuracy on a raw text file (one sentence per line)")
+    evaluate.add_argument("model", help="training checkpoint directory, export directory or original .pth")
+    evaluate.add_argument("text_file", help="raw UTF-8 text, one sentence per line")
+    evaluate.add_argument("--lang", required=True, help="language of the text (e.g. en)")
+    evaluate.add_argument(
+        "--objective", choices=("clm", "mlm"), default=None, help="default: clm for causal models, else mlm"
+    )
+    evaluate.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
+    evaluate.add_argument("--codes", default=None, help="fastBPE codes (needed for a .pth)")
+    evaluate.add_argument("--trust-pickle", action="store_true", help="as for `xlm import`")
+    evaluate.set_defaults(func=_cmd_evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     set_embedded_defaults()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("httpx", "httpcore", "urllib3", "alembic", "mlflow.store"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from xlm_core.config import ConfigError
@@ -160,6 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as e:
         print(f"xlm: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        # Bad inputs to the model commands are reported in one line (a traceback with -v).
+        if args.command not in _MODEL_COMMANDS or args.verbose:
+            raise
+        print(f"xlm {args.command}: {e}", file=sys.stderr)
         return 2
 
 

@@ -18,7 +18,13 @@ from xlm_core.config import PipelineConfig, config_from_dict
 from xlm_core.export.hf import SPECIAL_WORDS, export_lm, verify_export
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
 
-__all__ = ["card_info_from_config", "export_checkpoint", "model_from_checkpoint", "verify_checkpoint_export"]
+__all__ = [
+    "card_info_from_config",
+    "export_checkpoint",
+    "model_from_checkpoint",
+    "read_words",
+    "verify_checkpoint_export",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,11 @@ def _read_words(path: Path) -> list[str]:
             raise ValueError(f"{path}:{number}: expected 'token count', got {line!r}")
         words.append(parts[0])
     return words
+
+
+def read_words(path: str | Path) -> list[str]:
+    """Dictionary words in id order from a checkpoint's dict.txt (ids 0-13 the implicit specials)."""
+    return _read_words(Path(path))
 
 
 def model_from_checkpoint(

@@ -30,9 +30,12 @@ __all__ = [
     "export_classifier",
     "export_lm",
     "hf_config",
+    "hf_meta",
     "load_lm",
+    "model_from_hf_state",
     "verify_export",
     "vocab_from_words",
+    "words_from_vocab",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +67,27 @@ def vocab_from_words(words: Sequence[str]) -> dict[str, int]:
             raise ValueError(f"vocab.json collision: words {vocab[token]} and {index} both map to {token!r}")
         vocab[token] = index
     return vocab
+
+
+def words_from_vocab(vocab: Mapping[str, int]) -> list[str]:
+    """Dictionary words in id order from a transformers vocab.json (inverse of `vocab_from_words`).
+
+    `"xx</w>"` -> word-final `xx`; other tokens above id 13 -> word-internal `xx@@`.
+    """
+    ids = sorted(vocab.values())
+    if ids != list(range(len(vocab))):
+        raise ValueError(f"vocab.json ids must be contiguous from 0 (got {len(vocab)} tokens, max id {ids[-1]})")
+    words = [""] * len(vocab)
+    for token, index in vocab.items():
+        if index < len(SPECIAL_WORDS):
+            words[index] = token
+        elif token.endswith("</w>"):
+            words[index] = token[: -len("</w>")]
+        else:
+            words[index] = token + "@@"
+    if tuple(words[: len(SPECIAL_WORDS)]) != SPECIAL_WORDS:
+        raise ValueError(f"vocab.json ids 0-13 must be the XLM specials {list(SPECIAL_WORDS)}, got {words[:14]}")
+    return words
 
 
 def hf_config(
@@ -359,6 +383,54 @@ def _arch_from_hf_config(config: Mapping[str, Any]) -> XLMArchitecture:
     )
 
 
+def model_from_hf_state(
+    config: Mapping[str, Any], tensors: dict[str, torch.Tensor], *, source: str | Path
+) -> tuple[XLMWithLMHeadModel, XLMArchitecture]:
+    """Build the project's LM from a transformers XLM `config` and its `XLMWithLMHeadModel` state dict.
+
+    `tensors` may omit the tied `pred_layer.proj.weight` (safetensors keeps one copy); keys and shapes
+    are checked explicitly and every problem is listed with `source` in the message.
+
+    Raises:
+        ValueError: missing/unexpected keys or shape mismatches.
+    """
+    arch = _arch_from_hf_config(config)
+    model = XLMWithLMHeadModel(arch)
+    expected = model.state_dict()
+    tensors = dict(tensors)
+    if arch.tie_word_embeddings and _TIED_KEY in tensors:
+        if not torch.equal(tensors[_TIED_KEY], tensors.get("transformer.embeddings.weight", tensors[_TIED_KEY])):
+            raise ValueError(f"{source}: tie_word_embeddings is true but {_TIED_KEY} differs from the embeddings")
+        del tensors[_TIED_KEY]
+    required = set(expected) - ({_TIED_KEY} if arch.tie_word_embeddings else set())
+    missing = sorted(required - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    mismatched = [
+        f"{key}: file {tuple(tensors[key].shape)} vs model {tuple(expected[key].shape)}"
+        for key in sorted(required & set(tensors))
+        if tensors[key].shape != expected[key].shape
+    ]
+    if missing or unexpected or mismatched:
+        raise ValueError(
+            f"{source} does not match config.json: missing={missing} unexpected={unexpected} "
+            f"shape mismatches={mismatched}"
+        )
+    if arch.tie_word_embeddings:
+        tensors[_TIED_KEY] = tensors["transformer.embeddings.weight"]
+    model.load_state_dict(tensors, strict=True)
+    return model.eval(), arch
+
+
+def hf_meta(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`causal`, `lang2id`, `id2lang` (int keys) and the raw `config` of a transformers XLM config."""
+    lang2id = dict(config.get("lang2id") or {})
+    # Compat: after a JSON round trip id2lang keys are strings.
+    id2lang = {int(i): lang for i, lang in (config.get("id2lang") or {}).items()}
+    if not lang2id and id2lang:
+        lang2id = {lang: i for i, lang in id2lang.items()}
+    return {"causal": bool(config.get("causal", False)), "lang2id": lang2id, "id2lang": id2lang, "config": dict(config)}
+
+
 def load_lm(export_dir: str | Path) -> tuple[XLMWithLMHeadModel, XLMArchitecture, dict[str, Any]]:
     """Load an `XLMWithLMHeadModel` export (ours or transformers') into the project's model.
 
@@ -371,35 +443,9 @@ def load_lm(export_dir: str | Path) -> tuple[XLMWithLMHeadModel, XLMArchitecture
     """
     export_dir = Path(export_dir)
     config = json.loads((export_dir / "config.json").read_text(encoding="utf-8"))
-    arch = _arch_from_hf_config(config)
-    model = XLMWithLMHeadModel(arch)
-    expected = model.state_dict()
     tensors = load_file(str(export_dir / _WEIGHTS))
-    if arch.tie_word_embeddings and _TIED_KEY in tensors:
-        if not torch.equal(tensors[_TIED_KEY], tensors.get("transformer.embeddings.weight", tensors[_TIED_KEY])):
-            raise ValueError(f"{export_dir}: tie_word_embeddings is true but {_TIED_KEY} differs from the embeddings")
-        del tensors[_TIED_KEY]
-    required = set(expected) - ({_TIED_KEY} if arch.tie_word_embeddings else set())
-    missing = sorted(required - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    mismatched = [
-        f"{key}: file {tuple(tensors[key].shape)} vs model {tuple(expected[key].shape)}"
-        for key in sorted(required & set(tensors))
-        if tensors[key].shape != expected[key].shape
-    ]
-    if missing or unexpected or mismatched:
-        raise ValueError(
-            f"{export_dir / _WEIGHTS} does not match config.json: missing={missing} unexpected={unexpected} "
-            f"shape mismatches={mismatched}"
-        )
-    if arch.tie_word_embeddings:
-        tensors[_TIED_KEY] = tensors["transformer.embeddings.weight"]
-    model.load_state_dict(tensors, strict=True)
-    lang2id = config.get("lang2id") or {}
-    # Compat: after a JSON round trip id2lang keys are strings.
-    id2lang = {int(i): lang for i, lang in (config.get("id2lang") or {}).items()}
-    meta = {"causal": bool(config.get("causal", False)), "lang2id": lang2id, "id2lang": id2lang, "config": config}
-    return model.eval(), arch, meta
+    model, arch = model_from_hf_state(config, tensors, source=export_dir / _WEIGHTS)
+    return model, arch, hf_meta(config)
 
 
 def verify_export(
