@@ -196,6 +196,11 @@ class ModelConfig(_Section):
         default=None,
         description="Causal attention at export; default: true iff trained with CLM steps only.",
     )
+    init_from: str | None = Field(
+        default=None,
+        description="Start from pretrained weights: an export/transformers directory, a training checkpoint "
+        "directory or an original XLM .pth (its vocabulary, languages and shapes must match this run).",
+    )
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:

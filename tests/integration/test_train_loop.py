@@ -63,3 +63,33 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(prepared, tmp_path
     b, _ = load_checkpoint(resumed.checkpoints[-1])
     for name, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_training_can_start_from_an_export_of_a_previous_run(prepared, tmp_path):
+    from xlm_core.export.from_checkpoint import export_checkpoint
+
+    first = prepared.model_copy(deep=True)
+    first.train.max_epochs = 1
+    (tmp_path / "a").mkdir()
+    run = _run(first, tmp_path / "a")
+    export_dir = export_checkpoint(run.checkpoints[-1], tmp_path / "export")
+    again = prepared.model_copy(deep=True)
+    again.train.max_epochs = 1
+    again.optim.lr = 1e-9  # (almost) no update: the evaluation shows the pretrained weights
+    again.optim.warmup_updates = 0
+    again.model.init_from = str(export_dir)
+    (tmp_path / "b").mkdir()
+    continued = _run(again, tmp_path / "b")
+    assert continued.metrics[0]["valid_mlm_ppl"] == pytest.approx(run.metrics[0]["valid_mlm_ppl"], rel=0.02)
+    fresh = prepared.model_copy(deep=True)
+    fresh.train.max_epochs = 1
+    fresh.optim.lr = 1e-9
+    fresh.optim.warmup_updates = 0
+    (tmp_path / "c").mkdir()
+    untrained = _run(fresh, tmp_path / "c")
+    assert continued.metrics[0]["valid_mlm_ppl"] < untrained.metrics[0]["valid_mlm_ppl"]
+
+    wrong = again.model_copy(deep=True)
+    wrong.model.emb_dim = 32
+    with pytest.raises(ValueError, match="init_from.*differs"):
+        train(wrong, TrainHooks(report=lambda metrics, checkpoint: None))

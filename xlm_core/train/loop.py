@@ -28,6 +28,7 @@ from xlm_core.data.binarize import load_binarized
 from xlm_core.data.datasets import ParallelDataset, StreamDataset, sampling_probs
 from xlm_core.data.dictionary import Dictionary
 from xlm_core.evaluation.perplexity import finalize, lm_sums
+from xlm_core.export.importer import load_pretrained
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
 from xlm_core.objectives.inputs import StepSpec, parse_steps
 from xlm_core.paths import WorkLayout
@@ -172,6 +173,28 @@ def update_selection(cfg: PipelineConfig, metrics: dict[str, float], state: dict
     return stop["bad_evals"] >= int(patience)
 
 
+def _init_from_pretrained(
+    model: XLMWithLMHeadModel, arch: XLMArchitecture, words: list[str], cfg: PipelineConfig
+) -> None:
+    """Copy pretrained weights into `model` after checking they describe the same model and vocabulary."""
+    source = cfg.model.init_from
+    pretrained, pretrained_arch, meta = load_pretrained(source)
+    if meta["words"] != list(words):
+        raise ValueError(
+            f"model.init_from: {source} has a different vocabulary ({len(meta['words'])} entries) from this run's "
+            f"dictionary ({len(words)}); preprocess with the pretrained model's BPE codes and vocabulary"
+        )
+    if dict(meta["lang2id"] or {}) != cfg.lang2id and arch.has_lang_embeddings:
+        raise ValueError(f"model.init_from: {source} has languages {meta['lang2id']}, this run {cfg.lang2id}")
+    shapes = ("emb_dim", "n_layers", "n_heads", "n_langs", "max_position_embeddings", "use_lang_emb")
+    different = {k: (getattr(pretrained_arch, k), getattr(arch, k)) for k in shapes
+                 if getattr(pretrained_arch, k) != getattr(arch, k)}
+    if different:
+        raise ValueError(f"model.init_from: {source} differs from the model section: {different} (pretrained, run)")
+    model.load_state_dict(pretrained.state_dict())
+    logger.info("initialised from %s (%s)", source, meta["format"])
+
+
 def new_train_state() -> dict[str, Any]:
     """Counters, best validation values and the stopping criterion's state (saved in checkpoints)."""
     return {"update": 0, "epoch": 0, "best": {}, "stopping": {"best": None, "bad_evals": 0}, "stopped": False}
@@ -189,6 +212,8 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     steps = parse_steps(cfg.objectives.clm_steps, cfg.objectives.mlm_steps)
 
     model, arch = build_model(cfg, len(dico))
+    if cfg.model.init_from and hooks.restore_dir is None:
+        _init_from_pretrained(model, arch, dico.words, cfg)
     model.to(device)
     optimizer, scheduler = build_optimizer(list(model.parameters()), cfg.optim)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
