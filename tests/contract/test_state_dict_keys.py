@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.support.tiny import tiny_arch
 from xlm_core.model import (
     XLMArchitecture,
     XLMForSequenceClassification,
@@ -18,20 +19,7 @@ from xlm_core.model import (
 
 
 def make_arch(**overrides: object) -> XLMArchitecture:
-    fields = dict(
-        vocab_size=40,
-        emb_dim=16,
-        n_layers=2,
-        n_heads=2,
-        dropout=0.1,
-        attention_dropout=0.1,
-        gelu_activation=True,
-        sinusoidal_embeddings=False,
-        n_langs=2,
-        use_lang_emb=True,
-    )
-    fields.update(overrides)
-    return XLMArchitecture(**fields)
+    return tiny_arch(overrides.pop("vocab_size", 40), **({"emb_dim": 16, "n_heads": 2} | overrides))
 
 
 def encoder_keys(n_layers: int, *, lang_emb: bool) -> list[str]:

@@ -13,6 +13,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
+from tests.support.tiny import tiny_arch  # noqa: E402
 from xlm_core.export import export_classifier, export_lm, hf_config  # noqa: E402
 from xlm_core.model import (  # noqa: E402
     XLMArchitecture,
@@ -52,20 +53,7 @@ FAMILIES = {
 
 
 def make_arch(**overrides: object) -> XLMArchitecture:
-    fields = dict(
-        vocab_size=len(WORDS),
-        emb_dim=32,
-        n_layers=2,
-        n_heads=4,
-        dropout=0.1,
-        attention_dropout=0.1,
-        gelu_activation=True,
-        sinusoidal_embeddings=False,
-        n_langs=2,
-        use_lang_emb=True,
-    )
-    fields.update(overrides)
-    return XLMArchitecture(**fields)
+    return tiny_arch(len(WORDS), **overrides)
 
 
 def lang2id_of(langs: list[str]) -> dict[str, int]:

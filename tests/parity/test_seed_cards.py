@@ -20,8 +20,9 @@ import torch
 
 pytest.importorskip("transformers")
 
+from tests.support.tiny import tiny_arch  # noqa: E402
 from xlm_core.export import export_lm  # noqa: E402
-from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel  # noqa: E402
+from xlm_core.model import XLMWithLMHeadModel  # noqa: E402
 
 SEEDS_DIR = Path(os.environ.get("XLM_SEED_CARDS", "/work/shared/seeds"))
 
@@ -119,18 +120,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, X
     codes.write_text(CODES, encoding="utf-8")
     out = {}
     for index, (hub_id, (n_langs, use_lang_emb, langs, causal, lowercase)) in enumerate(FAMILIES.items()):
-        arch = XLMArchitecture(
-            vocab_size=len(WORDS),
-            emb_dim=32,
-            n_layers=2,
-            n_heads=4,
-            dropout=0.1,
-            attention_dropout=0.1,
-            gelu_activation=True,
-            sinusoidal_embeddings=False,
-            n_langs=n_langs,
-            use_lang_emb=use_lang_emb,
-        )
+        arch = tiny_arch(len(WORDS), n_langs=n_langs, use_lang_emb=use_lang_emb)
         torch.manual_seed(index)
         model = XLMWithLMHeadModel(arch).eval()
         lang2id = {lang: i for i, lang in enumerate(sorted(langs))}

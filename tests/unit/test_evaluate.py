@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.support.tiny import tiny_arch
 from xlm_core.evaluation.text import encode_text, evaluate_text
 from xlm_core.export import export_lm
 from xlm_core.export.importer import load_pretrained
-from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
+from xlm_core.model import XLMWithLMHeadModel
 
 SPECIALS = ["<s>", "</s>", "<pad>", "<unk>", *(f"<special{i}>" for i in range(10))]
 CODES = ["t h 50", "th e</w> 40", "c a 30", "ca t</w> 20", "h e 15", "l l 12", "he ll 10", "hell o</w> 8"]
@@ -25,18 +26,7 @@ TEXT = "The cat sat.\n\nHello, the Cat!\nZebra cafe thé hello hello\nA\n"
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("evaluate")
-    arch = XLMArchitecture(
-        vocab_size=len(WORDS),
-        emb_dim=32,
-        n_layers=2,
-        n_heads=4,
-        dropout=0.1,
-        attention_dropout=0.1,
-        gelu_activation=True,
-        sinusoidal_embeddings=False,
-        n_langs=2,
-        use_lang_emb=True,
-    )
+    arch = tiny_arch(len(WORDS))
     torch.manual_seed(0)
     model = XLMWithLMHeadModel(arch)
     codes = tmp / "codes"

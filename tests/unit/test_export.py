@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tests.support.tiny import tiny_arch
 from xlm_core.export import export_lm, load_lm, render_model_card, vocab_from_words
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
 
@@ -19,20 +20,7 @@ LANG2ID = {"en": 0, "fr": 1}
 
 
 def make_arch(**overrides: object) -> XLMArchitecture:
-    fields = dict(
-        vocab_size=len(WORDS),
-        emb_dim=16,
-        n_layers=1,
-        n_heads=2,
-        dropout=0.1,
-        attention_dropout=0.1,
-        gelu_activation=True,
-        sinusoidal_embeddings=False,
-        n_langs=2,
-        use_lang_emb=True,
-    )
-    fields.update(overrides)
-    return XLMArchitecture(**fields)
+    return tiny_arch(len(WORDS), **({"emb_dim": 16, "n_layers": 1, "n_heads": 2} | overrides))
 
 
 def export(tmp_path: Path, arch: XLMArchitecture | None = None, **kwargs: object) -> tuple[Path, XLMWithLMHeadModel]:

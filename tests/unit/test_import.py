@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.support.tiny import tiny_arch
 from xlm_core.export import export_lm, load_lm
 from xlm_core.export.importer import import_model, load_pretrained
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
@@ -28,20 +29,7 @@ class NotAllowed:
 
 
 def make_model(*, seed: int = 0, **overrides: object) -> tuple[XLMWithLMHeadModel, XLMArchitecture]:
-    fields = dict(
-        vocab_size=len(WORDS),
-        emb_dim=32,
-        n_layers=2,
-        n_heads=4,
-        dropout=0.1,
-        attention_dropout=0.1,
-        gelu_activation=True,
-        sinusoidal_embeddings=False,
-        n_langs=2,
-        use_lang_emb=True,
-    )
-    fields.update(overrides)
-    arch = XLMArchitecture(**fields)
+    arch = tiny_arch(len(WORDS), **overrides)
     torch.manual_seed(seed)
     model = XLMWithLMHeadModel(arch).eval()
     with torch.no_grad():
