@@ -53,7 +53,10 @@ def register_best_model(config: dict[str, Any], run_id: str, checkpoint_dir: str
     mlflow.set_tracking_uri(cfg.tracking_uri)
     with mlflow.start_run(run_id=run_id, nested=True):
         info = mlflow.pytorch.log_model(
-            model, name="model", registered_model_name=name, serialization_format="pickle",
+            model,
+            name="model",
+            registered_model_name=name,
+            serialization_format="pickle",
             pip_requirements=[f"torch=={version('torch')}", f"xlm-pipeline=={version('xlm-pipeline')}"],
         )
     client_for(cfg).set_registered_model_alias(name, "best", str(info.registered_model_version))

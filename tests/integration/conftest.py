@@ -34,5 +34,3 @@ def prepared(tmp_path_factory):
     for unit in plan["units"]:
         stages.binarize_unit(cfg, unit)
     return cfg
-
-

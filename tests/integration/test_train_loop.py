@@ -93,3 +93,18 @@ def test_training_can_start_from_an_export_of_a_previous_run(prepared, tmp_path)
     wrong.model.emb_dim = 32
     with pytest.raises(ValueError, match="init_from.*differs"):
         train(wrong, TrainHooks(report=lambda metrics, checkpoint: None))
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_with_gradient_accumulation(prepared, tmp_path, precision):
+    cfg = prepared.model_copy(deep=True)
+    cfg.train.max_epochs, cfg.train.steps_per_epoch = 1, 6
+    cfg.train.precision = precision
+    cfg.optim.accumulate_gradients = 2
+    run = _run(cfg, tmp_path)
+    state, _ = load_checkpoint(run.checkpoints[-1])
+    assert state["train_state"]["update"] == 6
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert run.metrics[0]["valid_mlm_ppl"] < 1e4
+    if precision == "fp16":
+        assert state["scaler"]["scale"] > 0  # the grad scaler ran and its state is checkpointed

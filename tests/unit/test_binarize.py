@@ -12,7 +12,7 @@ import pytest
 from xlm_core.data import binarize as binarize_module
 from xlm_core.data.binarize import binarize, binarized_paths, decode, load_binarized
 from xlm_core.data.bpe import apply_bpe, get_vocab, learn_bpe
-from xlm_core.data.dictionary import EOS_INDEX, UNK_INDEX, Dictionary
+from xlm_core.data.dictionary import EOS_INDEX, NUM_SPECIALS, UNK_INDEX, Dictionary
 from xlm_core.data.tokenize import normalize_and_tokenize
 
 
@@ -38,7 +38,7 @@ def bpe_text(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def test_round_trip_and_layout(bpe_text: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(binarize_module, "_FLUSH_TOKENS", 1000)  # many flushes on a small file
+    monkeypatch.setattr(binarize_module, "_BLOCK_BYTES", 1000)  # many blocks on a small file
     text_path, vocab = bpe_text
     dico = Dictionary.from_vocab(vocab)
     stats = binarize(text_path, dico, tmp_path / "train.en")
@@ -105,3 +105,24 @@ def test_incomplete_set_refused(tmp_path: Path) -> None:
     binarized_paths(tmp_path / "s")["stats"].unlink()
     with pytest.raises(ValueError, match="incomplete"):
         load_binarized(tmp_path / "s")
+
+
+def test_blocks_equal_per_line_indexing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Block-vectorised indexing equals XLM-style per-line indexing (split on ' ', drop specials but <unk>),
+    across block boundaries, with doubled spaces, blank lines, a missing final newline, and bad UTF-8."""
+    dico = Dictionary(["a", "b@@", "c", "\u00a0d"], [4, 3, 2, 1])
+    lines = ["a b@@ c", "", "a  c ", "<s> a <unk> zz", "\u00a0d a", " ", "c"] * 40
+    (tmp_path / "t.bpe").write_bytes(("\n".join(lines)).encode())  # no final newline
+    monkeypatch.setattr(binarize_module, "_BLOCK_BYTES", 7)
+    stats = binarize(tmp_path / "t.bpe", dico, tmp_path / "t")
+    bset = load_binarized(tmp_path / "t")
+    expected = []
+    for line in lines:
+        ids = [dico.index(w) for w in line.split(" ") if w]
+        expected.append([i for i in ids if i >= NUM_SPECIALS or i == UNK_INDEX])
+    assert [bset.sentence(i).tolist() for i in range(len(bset))] == expected
+    assert stats["unk_tokens"] == sum(ids.count(UNK_INDEX) for ids in expected)
+    (tmp_path / "bad.bpe").write_bytes(b"a\nc\nb@@ \xff c\n")
+    with pytest.raises(ValueError, match=r"bad\.bpe:3"):
+        binarize(tmp_path / "bad.bpe", dico, tmp_path / "bad")
+    assert not binarized_paths(tmp_path / "bad")["tokens"].exists()

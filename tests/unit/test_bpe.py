@@ -173,3 +173,12 @@ def test_ids_match_transformers_xlm_tokenizer(corpus: dict[str, Path], tmp_path:
     assert any(3 in ids for ids in ours)  # some <unk> exercised
     if lang == "en":  # the public API (language fixed to en): <s> … </s>
         assert hf(sentences[0])["input_ids"] == [0, *ours[0], 1]
+
+
+def test_apply_bpe_shards_byte_identical(corpus: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "in").write_bytes(corpus["en"].read_bytes() + b"\n\nlast  line  with\tdoubled spaces\n")
+    whole = apply_bpe(tmp_path / "in", tmp_path / "whole.bpe", corpus["codes"], shard_bytes=1 << 30)
+    sharded = apply_bpe(tmp_path / "in", tmp_path / "sharded.bpe", corpus["codes"], workers=2, shard_bytes=5000)
+    assert whole["shards"] == 1 and sharded["shards"] > 10
+    assert (tmp_path / "sharded.bpe").read_bytes() == (tmp_path / "whole.bpe").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "sharded.bpe", "whole.bpe"]  # no shards left

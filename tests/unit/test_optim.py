@@ -22,8 +22,9 @@ def test_inverse_sqrt_matches_the_original_formula():
 
 
 def test_cosine_cycles_shrink():
-    cfg = OptimConfig(name="adam_cosine", lr=1e-3, warmup_updates=10, cosine_period=100, cosine_lr_shrink=0.5,
-                      cosine_min_lr=0.0)
+    cfg = OptimConfig(
+        name="adam_cosine", lr=1e-3, warmup_updates=10, cosine_period=100, cosine_lr_shrink=0.5, cosine_min_lr=0.0
+    )
     assert cfg.lr * lr_factor(10, cfg) == pytest.approx(1e-3)
     assert cfg.lr * lr_factor(60, cfg) == pytest.approx(0.5e-3)
     assert cfg.lr * lr_factor(110, cfg) == pytest.approx(0.5e-3)  # second cycle peaks at lr * shrink

@@ -9,9 +9,12 @@ up front), so memory stays bounded; reading memory-maps them.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
+import operator
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -26,7 +29,52 @@ __all__ = ["BinarizedSet", "binarize", "binarized_paths", "decode", "load_binari
 logger = logging.getLogger(__name__)
 
 _HEADER_BYTES = 128  # a version-1.0 .npy header for a 1-D or (n, 2) shape always pads to 128 bytes
-_FLUSH_TOKENS = 1 << 20
+_BLOCK_BYTES = 1 << 20
+
+
+def _read_blocks(path: Path, block_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """(first line number, whole lines) blocks of about `block_bytes`; a last line without newline counts."""
+    first, rest = 1, b""
+    with open(path, "rb") as handle:
+        while block := handle.read(block_bytes):
+            block = rest + block
+            cut = block.rfind(b"\n") + 1
+            if cut:
+                yield first, block[:cut]
+                first += block.count(b"\n", 0, cut)
+            rest = block[cut:]
+    if rest:
+        yield first, rest + b"\n"
+
+
+def _index_block(
+    block: bytes, word2id: dict[str, int], path: Path, first_line: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Ids (int64) and per-sentence lengths of a block of whole lines, and the number of dropped specials.
+
+    Words are split on `' '` only, as fastBPE does (other whitespace stays inside a word).
+    """
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError as error:
+        number = first_line + block.count(b"\n", 0, error.start)
+        raise ValueError(f"{path}:{number}: not valid UTF-8 ({error})") from error
+    lines = text.split("\n")[:-1]
+    sentences = [line.split(" ") for line in lines]
+    words = [word for sentence in sentences for word in sentence]
+    lengths = np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences))
+    ids = np.fromiter(map(word2id.get, words, itertools.repeat(UNK_INDEX)), dtype=np.int64, count=len(words))
+    # Rare cases, done by mask: empty words (blank lines, doubled spaces) and special tokens other
+    # than <unk> written as words, which XLM drops (with a warning).
+    empty = np.fromiter(map(operator.not_, words), dtype=bool, count=len(words))
+    special = (ids < NUM_SPECIALS) & (ids != UNK_INDEX)
+    drop = empty | special
+    dropped = int(np.count_nonzero(special & ~empty))
+    if drop.any():
+        sentence_of = np.repeat(np.arange(len(lengths)), lengths)
+        lengths = lengths - np.bincount(sentence_of[drop], minlength=len(lengths))
+        ids = ids[~drop]
+    return ids, lengths, dropped
 
 
 def binarized_paths(prefix: str | Path) -> dict[str, Path]:
@@ -78,46 +126,32 @@ def binarize(text_path: str | Path, dictionary: Dictionary, out_prefix: str | Pa
     paths = binarized_paths(out_prefix)
     paths["stats"].unlink(missing_ok=True)  # the completion marker goes first, so a failed re-run reads as incomplete
     dtype = np.dtype(np.uint16 if len(dictionary) < 65536 else np.int32)
-    word2id = dictionary.word2id
-    n_sentences = n_unk = n_dropped = 0
-    ids: list[int] = []
-    spans: list[tuple[int, int]] = []
+    n_sentences = n_tokens = n_unk = n_dropped = 0
     progress = ProgressLog(f"binarize {text_path.name}", log=logger)
     with (
         atomic_path(paths["tokens"]) as tokens_tmp,
         atomic_path(paths["offsets"]) as offsets_tmp,
         open(tokens_tmp, "wb") as tokens_handle,
         open(offsets_tmp, "wb") as offsets_handle,
-        open(text_path, "rb") as src,
     ):
         tokens_out = _NpyWriter(tokens_handle, dtype)
         offsets_out = _NpyWriter(offsets_handle, np.dtype(np.int64), width=2)
-        for number, raw in enumerate(src, start=1):
-            try:
-                line = raw.rstrip(b"\n").decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ValueError(f"{text_path}:{number}: not valid UTF-8 ({error})") from error
-            start = tokens_out.count + len(ids)
-            for word in line.split(" "):
-                if not word:
-                    continue
-                index = word2id.get(word, UNK_INDEX)
-                if index < NUM_SPECIALS and index != UNK_INDEX:
-                    n_dropped += 1
-                    continue
-                n_unk += index == UNK_INDEX
-                ids.append(index)
-            spans.append((start, tokens_out.count + len(ids)))  # [start, end): the EOS goes at `end`
-            ids.append(EOS_INDEX)
-            n_sentences += 1
-            if len(ids) >= _FLUSH_TOKENS:
-                tokens_out.append(np.asarray(ids, dtype=dtype))
-                offsets_out.append(np.asarray(spans, dtype=np.int64).reshape(-1, 2))
-                ids, spans = [], []
-            progress.update()
-        tokens_out.append(np.asarray(ids, dtype=dtype))
-        offsets_out.append(np.asarray(spans, dtype=np.int64).reshape(-1, 2))
-        n_tokens = tokens_out.count - n_sentences
+        for first_line, block in _read_blocks(text_path, _BLOCK_BYTES):
+            ids, lengths, dropped = _index_block(block, dictionary.word2id, text_path, first_line)
+            # every sentence is followed by one EOS: sentence k starts after k EOS and the tokens before it
+            ends = np.cumsum(lengths) + np.arange(1, len(lengths) + 1) - 1
+            starts = ends - lengths
+            with_eos = np.full(len(ids) + len(lengths), EOS_INDEX, dtype=dtype)
+            keep = np.ones(len(with_eos), dtype=bool)
+            keep[ends] = False
+            with_eos[keep] = ids
+            offsets_out.append(np.stack([starts, ends], axis=1) + tokens_out.count)
+            tokens_out.append(with_eos)
+            n_sentences += len(lengths)
+            n_tokens += len(ids)
+            n_unk += int(np.count_nonzero(ids == UNK_INDEX))
+            n_dropped += dropped
+            progress.update(len(lengths))
         tokens_out.finish()
         offsets_out.finish()
     progress.done()

@@ -230,7 +230,7 @@ def learn_bpe_codes(cfg: PipelineConfig) -> dict[str, Any]:
 def apply_bpe_unit(cfg: PipelineConfig, unit: TextUnit) -> str:
     layout = _layout(cfg)
     out = _unit_path(layout, "bpe", unit)
-    bpe.apply_bpe(_unit_path(layout, "tok", unit), out, layout.codes)
+    bpe.apply_bpe(_unit_path(layout, "tok", unit), out, layout.codes, workers=cfg.tokenization.workers)
     return str(out)
 
 

@@ -187,8 +187,11 @@ def _init_from_pretrained(
     if dict(meta["lang2id"] or {}) != cfg.lang2id and arch.has_lang_embeddings:
         raise ValueError(f"model.init_from: {source} has languages {meta['lang2id']}, this run {cfg.lang2id}")
     shapes = ("emb_dim", "n_layers", "n_heads", "n_langs", "max_position_embeddings", "use_lang_emb")
-    different = {k: (getattr(pretrained_arch, k), getattr(arch, k)) for k in shapes
-                 if getattr(pretrained_arch, k) != getattr(arch, k)}
+    different = {
+        k: (getattr(pretrained_arch, k), getattr(arch, k))
+        for k in shapes
+        if getattr(pretrained_arch, k) != getattr(arch, k)
+    }
     if different:
         raise ValueError(f"model.init_from: {source} differs from the model section: {different} (pretrained, run)")
     model.load_state_dict(pretrained.state_dict())
@@ -263,6 +266,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         ddp_model.train()
         window: dict[str, float] = {}
         window_start = time.monotonic()
+        epoch_tokens = 0
         for _ in range(cfg.train.steps_per_epoch):
             step = schedule(state["update"])
             result = train_step(
@@ -283,16 +287,18 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
             window[f"{stem}_loss/sum"] = window.get(f"{stem}_loss/sum", 0.0) + result.loss
             window[f"{stem}_loss/n"] = window.get(f"{stem}_loss/n", 0.0) + 1
             window["tokens"] = window.get("tokens", 0.0) + result.num_tokens
+            epoch_tokens += result.num_tokens
             window["grad_norm/sum"] = window.get("grad_norm/sum", 0.0) + result.grad_norm
             window["updates"] = window.get("updates", 0.0) + 1
             if state["update"] % cfg.train.log_every == 0:
                 _log_window(hooks, window, window_start, state["update"], scheduler, steps, world)
                 window, window_start = {}, time.monotonic()
 
-        metrics = _evaluate(
-            model, cfg, eval_sets, lang2id, len(dico), rank, world, device
-        )
+        train_seconds = time.monotonic() - epoch_start
+        tokens_per_s = all_reduce_sums({"t": epoch_tokens / max(train_seconds, 1e-9)})["t"]
+        metrics = _evaluate(model, cfg, eval_sets, lang2id, len(dico), rank, world, device)
         metrics["epoch"] = float(epoch)
+        metrics["train_tokens_per_s"] = tokens_per_s  # all workers, training steps only (no evaluation)
         stop = broadcast_flag(update_selection(cfg, metrics, state))
         state["stopped"] = stop
         state["epoch"] = epoch + 1

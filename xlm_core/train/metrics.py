@@ -54,7 +54,9 @@ class MLflowLogger:
                 from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
                 self._system_monitor = SystemMetricsMonitor(
-                    run_id, tracking_uri=tracking_uri, resume_logging=True,
+                    run_id,
+                    tracking_uri=tracking_uri,
+                    resume_logging=True,
                     sampling_interval=system_metrics_interval_s,
                 )
                 self._system_monitor.start()

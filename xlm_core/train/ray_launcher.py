@@ -189,6 +189,8 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
                 checkpoint_score_order=mode,
             ),
             callbacks=[_keep_best_callback(metric_keys)],
+            # Ray Train's own INFO lines (worker group started, checkpoint created) stay in Ray's logs.
+            logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     logger.info("Ray Train run %s: %d workers, storage %s", name, cfg.scaling.num_workers, storage)

@@ -1,5 +1,5 @@
-"""Ray Train with 2 CPU workers: a worker killed mid-run restarts from the last checkpoint and the
-job reaches its final update with one MLflow value per epoch."""
+"""Ray Train with 2 CPU workers: a killed worker recovers from the last checkpoint, and a run stopped
+and resumed equals an uninterrupted one."""
 
 from __future__ import annotations
 
@@ -68,3 +68,26 @@ def test_killed_worker_resumes_from_last_checkpoint(prepared, ray_session, tmp_p
     state, _ = load_checkpoint(Path(outcome.latest_checkpoint))
     assert state["train_state"]["update"] == cfg.train.max_epochs * cfg.train.steps_per_epoch
     assert Path(outcome.best_checkpoints["valid_mlm_ppl"]).is_dir()
+
+
+def test_interrupted_run_resumed_by_name_equals_uninterrupted_run(prepared, ray_session, tmp_path):
+    """Stopping after one epoch and re-running the same setup (same Ray run name) continues exactly."""
+    cfg = prepared.model_copy(deep=True)
+    cfg.train.steps_per_epoch = 20
+    cfg.train.max_epochs = 2
+    cfg.tracking.system_metrics = False
+
+    cfg.checkpoint.storage_path = str(tmp_path / "straight")
+    straight = launch(cfg, run_id=None, tracking_uri=None)
+
+    cfg.checkpoint.storage_path = str(tmp_path / "interrupted")
+    first = cfg.model_copy(deep=True)
+    first.train.max_epochs = 1
+    launch(first, run_id=None, tracking_uri=None)
+    resumed = launch(cfg, run_id=None, tracking_uri=None)
+
+    assert ray_run_name(first) == ray_run_name(cfg)
+    assert resumed.metrics["epoch"] == straight.metrics["epoch"] == 1
+    for key, value in straight.metrics.items():
+        if key.startswith(("valid_", "test_")):
+            assert resumed.metrics[key] == pytest.approx(value, rel=1e-5), key
