@@ -58,7 +58,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(prepared, tmp_path
     resumed = _run(cfg, tmp_path / "c", restore=interrupted.checkpoints[-1])
     assert [m["epoch"] for m in resumed.metrics] == [1.0]
     for key, value in straight.metrics[-1].items():
-        assert resumed.metrics[-1][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+        if key != "train_tokens_per_s":  # a timing, not a result
+            assert resumed.metrics[-1][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     a, _ = load_checkpoint(straight.checkpoints[-1])
     b, _ = load_checkpoint(resumed.checkpoints[-1])
     for name, tensor in a["model"].items():

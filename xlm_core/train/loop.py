@@ -227,21 +227,9 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     random.seed(cfg.experiment.seed + rank)
     np.random.seed(cfg.experiment.seed + rank)
 
+    trainables = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
     if hooks.restore_dir is not None:
-        saved, _ = load_checkpoint(hooks.restore_dir)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        state = saved["train_state"]
-        per_rank = saved["ranks"][rank] if rank < len(saved["ranks"]) else None
-        if per_rank is not None and len(saved["ranks"]) == world:
-            for i, step in enumerate(steps):
-                train_sets[step].load_state_dict(per_rank["data"][i])
-            restore_rng_state(per_rank["rng"], generator)
-        else:
-            logger.warning("world size changed (%d -> %d): data samplers restart", len(saved["ranks"]), world)
-        logger.info("resumed from %s at epoch %d, update %d", hooks.restore_dir, state["epoch"], state["update"])
+        state = _restore(hooks.restore_dir, trainables, [train_sets[s] for s in steps], generator, rank, world)
 
     ddp_model: torch.nn.Module = model
     if world > 1:
@@ -311,25 +299,17 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
             shown = {k: round(v, 3) for k, v in metrics.items() if k.endswith("_ppl") and k.startswith("valid")}
             logger.info("epoch %d done (update %d): %s", epoch, state["update"], shown)
 
-        per_rank = {"data": [train_sets[s].state_dict() for s in steps], "rng": capture_rng_state(generator)}
-        ranks = all_gather_objects(per_rank)
-        checkpoint_dir = None
-        if rank == 0:
-            checkpoint_dir = Path(tempfile.mkdtemp(prefix="xlm-ckpt-")) / f"epoch-{epoch:05d}"
-            save_checkpoint(
-                checkpoint_dir,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "train_state": state,
-                    "ranks": ranks,
-                    "arch": asdict(arch),
-                },
-                cfg_dict,
-                extra_files=[layout.dictionary, layout.codes],
-            )
+        checkpoint_dir = _checkpoint(
+            f"epoch-{epoch:05d}",
+            trainables,
+            state,
+            arch,
+            cfg_dict,
+            layout,
+            [train_sets[s] for s in steps],
+            generator,
+            rank,
+        )
         # `improved_<metric>` tells the launcher which best-checkpoint copies this report replaces.
         flags = {f"improved_{k}": float(v) for k, v in state.get("improved", {}).items()}
         hooks.report(metrics | flags, checkpoint_dir)
@@ -347,6 +327,53 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         logger.info("nothing left to train (epoch %d, stopped=%s)", state["epoch"], state["stopped"])
         hooks.report(metrics, checkpoint_dir)
     return {"state": state, "metrics": metrics}
+
+
+def _restore(
+    directory: Path,
+    trainables: dict[str, Any],
+    samplers: list[StreamDataset | ParallelDataset],
+    generator: torch.Generator,
+    rank: int,
+    world: int,
+) -> dict[str, Any]:
+    """Load model, optimizer, scheduler, scaler, this rank's sampler and RNG states; return the train state."""
+    saved, _ = load_checkpoint(directory)
+    for key, obj in trainables.items():
+        obj.load_state_dict(saved[key])
+    state = saved["train_state"]
+    if len(saved["ranks"]) == world:
+        per_rank = saved["ranks"][rank]
+        for sampler, sampler_state in zip(samplers, per_rank["data"], strict=True):
+            sampler.load_state_dict(sampler_state)
+        restore_rng_state(per_rank["rng"], generator)
+    else:
+        logger.warning("world size changed (%d -> %d): data samplers restart", len(saved["ranks"]), world)
+    logger.info("resumed from %s at epoch %d, update %d", directory, state["epoch"], state["update"])
+    return state
+
+
+def _checkpoint(
+    name: str,
+    trainables: dict[str, Any],
+    state: dict[str, Any],
+    arch: XLMArchitecture,
+    cfg_dict: dict[str, Any],
+    layout: WorkLayout,
+    samplers: list[StreamDataset | ParallelDataset],
+    generator: torch.Generator,
+    rank: int,
+) -> Path | None:
+    """Gather every rank's sampler and RNG states; rank 0 writes the checkpoint directory (others: None)."""
+    ranks = all_gather_objects(
+        {"data": [sampler.state_dict() for sampler in samplers], "rng": capture_rng_state(generator)}
+    )
+    if rank != 0:
+        return None
+    directory = Path(tempfile.mkdtemp(prefix="xlm-ckpt-")) / name
+    saved = {key: obj.state_dict() for key, obj in trainables.items()}
+    saved |= {"train_state": state, "ranks": ranks, "arch": asdict(arch)}
+    return save_checkpoint(directory, saved, cfg_dict, extra_files=[layout.dictionary, layout.codes])
 
 
 def _log_window(
