@@ -6,7 +6,7 @@ import re
 import sys
 from pathlib import Path
 
-from xlm_core.config import reference_markdown
+from xlm_core.config_reference import reference_markdown
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"

@@ -49,10 +49,11 @@ def test_loss_decreases_and_checkpoints_are_complete(prepared, tmp_path):
 def test_interrupted_and_resumed_run_equals_uninterrupted_run(prepared, tmp_path):
     cfg = prepared.model_copy(deep=True)
     cfg.train.max_epochs = 2
+    cfg.train.stopping_criterion = "_valid_mlm_ppl,5"  # its state must survive the interruption too
     for sub in ("a", "b", "c"):
         (tmp_path / sub).mkdir()
     straight = _run(cfg, tmp_path / "a")
-    first = prepared.model_copy(deep=True)
+    first = cfg.model_copy(deep=True)
     first.train.max_epochs = 1
     interrupted = _run(first, tmp_path / "b")
     resumed = _run(cfg, tmp_path / "c", restore=interrupted.checkpoints[-1])
@@ -62,6 +63,8 @@ def test_interrupted_and_resumed_run_equals_uninterrupted_run(prepared, tmp_path
             assert resumed.metrics[-1][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
     a, _ = load_checkpoint(straight.checkpoints[-1])
     b, _ = load_checkpoint(resumed.checkpoints[-1])
+    assert b["train_state"]["stopping"] == pytest.approx(a["train_state"]["stopping"])
+    assert b["train_state"]["best"] == pytest.approx(a["train_state"]["best"])
     for name, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][name], tensor, rtol=1e-5, atol=1e-6, msg=name)
 
