@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import asdict
 from importlib.metadata import version
 from typing import Any
@@ -43,6 +46,18 @@ def _child_run(config: dict[str, Any], parent_run_id: str) -> str:
     return run.info.run_id
 
 
+@contextlib.contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (needed by `log_model`) for one block, without leaving the process-wide
+    tracking URI (and the MLFLOW_TRACKING_URI variable it sets) pointing at this run's store."""
+    previous = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri mirrors the URI into this variable
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # None restores MLflow's default and unsets the variable
+
+
 def register_best_model(config: dict[str, Any], run_id: str, checkpoint_dir: str) -> str | None:
     """Log the best model to the training run and register it (alias `best`) in the model registry."""
     cfg = typed(config)
@@ -50,8 +65,7 @@ def register_best_model(config: dict[str, Any], run_id: str, checkpoint_dir: str
     if not name:
         return None
     model, _, _, _ = model_from_checkpoint(checkpoint_dir)
-    mlflow.set_tracking_uri(cfg.tracking_uri)
-    with mlflow.start_run(run_id=run_id, nested=True):
+    with _tracking_uri(cfg.tracking_uri), mlflow.start_run(run_id=run_id, nested=True):
         info = mlflow.pytorch.log_model(
             model,
             name="model",

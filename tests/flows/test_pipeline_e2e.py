@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -56,6 +57,7 @@ def test_mlflow_has_decreasing_per_language_perplexity(pipeline_run):
     from mlflow import MlflowClient
 
     summary, cfg = pipeline_run
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the run's store does not leak into the process
     client = MlflowClient(tracking_uri=cfg.tracking_uri)
     train_run = client.get_run(summary["mlflow_training_run_id"])
     assert train_run.data.tags["mlflow.parentRunId"] == summary["mlflow_pipeline_run_id"]
