@@ -91,3 +91,31 @@ def test_interrupted_run_resumed_by_name_equals_uninterrupted_run(prepared, ray_
     for key, value in straight.metrics.items():
         if key.startswith(("valid_", "test_")):
             assert resumed.metrics[key] == pytest.approx(value, rel=1e-5), key
+
+
+def test_stopping_criterion_stops_all_workers_at_the_right_evaluation(prepared, ray_session, tmp_path):
+    """`valid_mlm_ppl` without `_` means higher is better; perplexity falls every epoch, so with patience
+    2 the criterion fires at the third evaluation, and both workers stop there."""
+    cfg = prepared.model_copy(deep=True)
+    cfg.train.steps_per_epoch = 20
+    cfg.train.max_epochs = 8
+    cfg.train.stopping_criterion = "valid_mlm_ppl,2"
+    cfg.tracking.system_metrics = False
+    cfg.checkpoint.storage_path = str(tmp_path / "ray")
+    cfg.tracking.tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(cfg.tracking_uri)
+    experiment = client.create_experiment("stop", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+
+    outcome = launch(cfg, run_id=run_id, tracking_uri=cfg.tracking_uri)
+
+    history = sorted(client.get_metric_history(run_id, "valid_mlm_ppl"), key=lambda m: m.step)
+    values = [m.value for m in history]
+    assert values == sorted(values, reverse=True), "perplexity should fall every epoch for this test to hold"
+    assert [m.step for m in history] == [0, 1, 2]
+    from xlm_core.checkpoint import load_checkpoint
+
+    state, _ = load_checkpoint(Path(outcome.latest_checkpoint))
+    assert state["train_state"]["stopped"] and state["train_state"]["stopping"]["bad_evals"] == 2
+    assert state["train_state"]["update"] == 3 * cfg.train.steps_per_epoch
+

@@ -32,7 +32,7 @@ _LOCAL_ENV = {"RAY_AUTH_MODE": "disabled"}
 
 @dataclass
 class TrainOutcome:
-    best_checkpoint: str  # the best checkpoint by the first validation metric
+    best_checkpoint: str  # the best checkpoint by the first validation metric (a local directory)
     best_checkpoints: dict[str, str]  # metric -> its best checkpoint (`<run>/best-<metric>`)
     latest_checkpoint: str
     metrics: dict[str, float]
@@ -204,8 +204,13 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
         path = f"{result.path}/best-{key}"
         if fs.get_file_info(path).type.name == "Directory":
             best_checkpoints[key] = path
+    best_path = best_checkpoints.get(score_key, best.path)
+    if "://" in storage:
+        # Remote storage (s3://, gs://): the driver exports and logs a local copy of the best checkpoint.
+        local = WorkLayout(cfg.workdir).root / "checkpoints" / name / f"best-{score_key}"
+        best_path = ray.train.Checkpoint(best_path, filesystem=fs).to_directory(str(local))
     return TrainOutcome(
-        best_checkpoint=best_checkpoints.get(score_key, best.path),
+        best_checkpoint=best_path,
         best_checkpoints=best_checkpoints,
         latest_checkpoint=result.checkpoint.path,
         metrics=dict(result.metrics or {}),
