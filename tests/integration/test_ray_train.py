@@ -118,4 +118,3 @@ def test_stopping_criterion_stops_all_workers_at_the_right_evaluation(prepared, 
     state, _ = load_checkpoint(Path(outcome.latest_checkpoint))
     assert state["train_state"]["stopped"] and state["train_state"]["stopping"]["bad_evals"] == 2
     assert state["train_state"]["update"] == 3 * cfg.train.steps_per_epoch
-
