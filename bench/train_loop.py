@@ -26,22 +26,7 @@ def prepare(workdir: Path):
     from xlm_core.data import stages
 
     cfg = load_config(REPO / "configs" / "tiny.yaml", {"experiment.workdir": str(workdir)})
-    plan = stages.plan_data(cfg)
-    sources = stages.prepare_sources(cfg)
-    for lang in plan["mono"]:
-        stages.extract_wikipedia(cfg, lang, stages.fetch_wikipedia(cfg, lang, sources["wikipedia"]))
-        stages.split_mono(cfg, lang)
-    for pair, indices in plan["pair_corpora"].items():
-        stages.read_parallel(cfg, pair, [stages.fetch_opus(cfg, i, sources["opus"]) for i in indices])
-        stages.split_para(cfg, pair)
-    for unit in plan["units"]:
-        stages.tokenize_unit(cfg, unit)
-    stages.learn_bpe_codes(cfg)
-    for unit in plan["units"]:
-        stages.apply_bpe_unit(cfg, unit)
-    stages.build_dictionary(cfg)
-    for unit in plan["units"]:
-        stages.binarize_unit(cfg, unit)
+    stages.run_all(cfg)
     return cfg
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "plan_data",
     "prepare_sources",
     "read_parallel",
+    "run_all",
     "split_mono",
     "split_para",
     "text_units",
@@ -250,3 +251,26 @@ def binarize_unit(cfg: PipelineConfig, unit: TextUnit) -> dict[str, Any]:
     prefix = layout.binarized(unit["split"], unit["lang"], unit["pair"])
     stats = binarize(_unit_path(layout, "bpe", unit), dico, prefix)
     return {"prefix": str(prefix), **stats}
+
+
+def run_all(cfg: PipelineConfig) -> dict[str, Any]:
+    """Every data stage in order, in this process (what the prepare-data flow does, without Prefect).
+
+    For benchmarks, tests and debugging; the flow runs the same functions as tasks, in parallel.
+    """
+    plan = plan_data(cfg)
+    sources = prepare_sources(cfg)
+    for lang in plan["mono"]:
+        extract_wikipedia(cfg, lang, fetch_wikipedia(cfg, lang, sources["wikipedia"]))
+        split_mono(cfg, lang)
+    for pair, indices in plan["pair_corpora"].items():
+        read_parallel(cfg, pair, [fetch_opus(cfg, i, sources["opus"]) for i in indices])
+        split_para(cfg, pair)
+    for unit in plan["units"]:
+        tokenize_unit(cfg, unit)
+    learn_bpe_codes(cfg)
+    for unit in plan["units"]:
+        apply_bpe_unit(cfg, unit)
+    dictionary = build_dictionary(cfg)
+    binarized = [binarize_unit(cfg, unit) for unit in plan["units"]]
+    return {"dictionary": dictionary, "binarized": binarized}
