@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
+from tests.support.tiny import tiny_arch
+from xlm_core.model import XLMWithLMHeadModel
 from xlm_core.objectives import (
     ObjectiveOutput,
     clm_targets,
@@ -140,18 +141,7 @@ def test_concat_pair_xnli_layout() -> None:
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_lm_loss(causal: bool) -> None:
-    arch = XLMArchitecture(
-        vocab_size=V,
-        emb_dim=16,
-        n_layers=1,
-        n_heads=2,
-        dropout=0.0,
-        attention_dropout=0.0,
-        gelu_activation=True,
-        sinusoidal_embeddings=False,
-        n_langs=1,
-        use_lang_emb=True,
-    )
+    arch = tiny_arch(V, emb_dim=16, n_layers=1, n_heads=2, dropout=0.0, attention_dropout=0.0, n_langs=1)
     torch.manual_seed(0)
     model = XLMWithLMHeadModel(arch)
     tokens_BT, lengths_B = padded_batch([9, 6])
