@@ -48,7 +48,26 @@ def prepare_sources(config: dict[str, Any]) -> dict[str, str]:
     return stages.prepare_sources(typed(config))
 
 
-@task(name="fetch-wikipedia", task_run_name="fetch-wikipedia-{lang}", **_NET)
+def _source_key(source: str, item_param: str):  # noqa: ANN202 - a Prefect cache_key_fn
+    def key(context, parameters) -> str | None:  # noqa: ANN001
+        cfg = typed(parameters["config"])
+        return stages.source_cache_key(cfg, source, parameters[item_param], parameters["base_url"])
+
+    return key
+
+
+# Downloads are cached across runs on what they fetch (URL + pinned date/version) and where
+# (the work directory's id); the cached result is the small record of the verified file.
+_CACHED = {"persist_result": True}
+
+
+@task(
+    name="fetch-wikipedia",
+    task_run_name="fetch-wikipedia-{lang}",
+    cache_key_fn=_source_key("wikipedia", "lang"),
+    **_CACHED,
+    **_NET,
+)
 def fetch_wikipedia(config: dict[str, Any], lang: str, base_url: str) -> dict[str, Any]:
     return stages.fetch_wikipedia(typed(config), lang, base_url)
 
@@ -58,7 +77,9 @@ def extract_wikipedia(config: dict[str, Any], lang: str, dump: dict[str, Any]) -
     return stages.extract_wikipedia(typed(config), lang, dump)
 
 
-@task(name="fetch-opus", task_run_name="fetch-opus-{index}", **_NET)
+@task(
+    name="fetch-opus", task_run_name="fetch-opus-{index}", cache_key_fn=_source_key("opus", "index"), **_CACHED, **_NET
+)
 def fetch_opus(config: dict[str, Any], index: int, base_url: str) -> str:
     return stages.fetch_opus(typed(config), index, base_url)
 

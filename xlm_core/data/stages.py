@@ -6,7 +6,9 @@ serialisable values (paths, statistics). Inputs and outputs follow `xlm_core.pat
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +34,11 @@ __all__ = [
     "read_parallel",
     "run_all",
     "split_mono",
+    "source_cache_key",
     "split_para",
     "text_units",
     "tokenize_unit",
+    "workdir_id",
 ]
 
 logger = logging.getLogger(__name__)
@@ -274,3 +278,30 @@ def run_all(cfg: PipelineConfig) -> dict[str, Any]:
     dictionary = build_dictionary(cfg)
     binarized = [binarize_unit(cfg, unit) for unit in plan["units"]]
     return {"dictionary": dictionary, "binarized": binarized}
+
+
+def workdir_id(cfg: PipelineConfig) -> str:
+    """A random id created with the work directory: cached results name it, so a deleted or new work
+    directory never reuses a cache entry that points at files it does not have."""
+    path = cfg.workdir / ".workdir-id"
+    if not path.exists():
+        with atomic_open(path) as handle:
+            handle.write(uuid.uuid4().hex + "\n")
+    return path.read_text(encoding="utf-8").strip()
+
+
+def source_cache_key(cfg: PipelineConfig, source: str, item: str | int, base_url: str) -> str | None:
+    """Cache identity of one downloaded file: what it is (URL and pinned date or version) and where it
+    lives (the work directory's id). None (no caching) for `latest`, which can change."""
+    if source == "wikipedia":
+        wiki = cfg.data.wikipedia
+        if wiki.dump_date == "latest":
+            return None
+        what = wikipedia.dump_url(base_url, str(item), wiki.dump_date, wiki.multistream)
+    else:
+        corpus = cfg.data.parallel[int(item)]
+        if corpus.version == "latest":
+            return None
+        what = f"{opus.moses_url(base_url, corpus.corpus, corpus.version, corpus.pair)} {cfg.data.opus_api_url}"
+    digest = hashlib.sha256(f"{what} {cfg.data.max_download_bytes}".encode()).hexdigest()[:20]
+    return f"{source}-{item}-{digest}-{workdir_id(cfg)}"
