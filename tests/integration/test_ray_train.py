@@ -4,7 +4,9 @@ and resumed equals an uninterrupted one."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -118,3 +120,62 @@ def test_stopping_criterion_stops_all_workers_at_the_right_evaluation(prepared, 
     state, _ = load_checkpoint(Path(outcome.latest_checkpoint))
     assert state["train_state"]["stopped"] and state["train_state"]["stopping"]["bad_evals"] == 2
     assert state["train_state"]["update"] == 3 * cfg.train.steps_per_epoch
+
+
+def test_runs_on_an_existing_cluster_by_address(prepared, tmp_path):
+    """`scaling.ray_address` joins a cluster started separately (`ray start --head`) instead of a local one."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    temp_dir = Path(tempfile.mkdtemp(prefix="xr-", dir="/tmp"))  # Ray's socket paths must stay < 108 bytes
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    subprocess.run(
+        [
+            ray_bin,
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            f"--temp-dir={temp_dir}",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    try:
+        cfg = prepared.model_copy(deep=True)
+        cfg.train.steps_per_epoch, cfg.train.max_epochs = 10, 1
+        cfg.tracking.system_metrics = False
+        cfg.scaling.ray_address = f"127.0.0.1:{port}"
+        cfg.checkpoint.storage_path = str(tmp_path / "storage")
+        (tmp_path / "cfg.json").write_text(json.dumps(cfg.model_dump(mode="json")))
+        driver = (
+            "import json, sys; import ray; from xlm_core.config import config_from_dict; "
+            "from xlm_core.train.ray_launcher import launch; "
+            "outcome = launch(config_from_dict(json.load(open(sys.argv[1]))), run_id=None, tracking_uri=None); "
+            "print('GCS', ray.get_runtime_context().gcs_address, 'EPOCH', outcome.metrics['epoch'])"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", driver, str(tmp_path / "cfg.json")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f":{port} EPOCH 0.0" in result.stdout
+    finally:
+        # Stop only this head's processes (`ray stop` would also stop the session's own Ray).
+        for proc in psutil.process_iter(["cmdline"]):
+            if str(temp_dir) in " ".join(proc.info["cmdline"] or []):
+                proc.kill()
+        shutil.rmtree(temp_dir, ignore_errors=True)
