@@ -7,6 +7,7 @@ Prefect flow run id and URL, so each side links to the other.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -169,4 +170,4 @@ def mark_pipeline_run_failed(flow: Any, run: Any, state: Any) -> None:
             if found.info.status == "RUNNING":
                 client.set_terminated(found.info.run_id, status="FAILED")
     except Exception as e:  # a hook must not mask the flow's own failure
-        print(f"could not mark the MLflow run failed: {e}")
+        logging.getLogger(__name__).warning("could not mark the MLflow run failed: %s", e)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
@@ -113,9 +114,12 @@ def count_lines(path: str | Path) -> int:
 
 
 def sample_for_bpe(
-    inputs: dict[str, Path], out_path: str | Path, *, sample_size: int, alpha: float, seed: int
+    inputs: dict[str, Path | list[Path]], out_path: str | Path, *, sample_size: int, alpha: float, seed: int
 ) -> dict[str, int]:
     """Write a BPE training sample of `sample_size` lines drawn across languages.
+
+    A language's text may span several files (its Wikipedia and the sides of its parallel corpora):
+    they are read as one concatenation, without copying them.
 
     Language i has p_i = n_i / Σ n_j (line counts) and is sampled with q_i = p_i^α / Σ_j p_j^α
     (XLM paper, α = 0.5 boosts low-resource languages). The per-language line counts are one
@@ -129,10 +133,14 @@ def sample_for_bpe(
         raise ValueError(f"sample_for_bpe: sample_size must be >= 1 (got {sample_size}); set bpe.sample_size")
     if not inputs:
         raise ValueError("sample_for_bpe: no input files; data.mono_langs must list at least one language")
-    langs = sorted(inputs)
-    line_counts = {lang: count_lines(inputs[lang]) for lang in langs}
+    files = {
+        lang: [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        for lang, paths in inputs.items()
+    }
+    langs = sorted(files)
+    line_counts = {lang: sum(count_lines(path) for path in files[lang]) for lang in langs}
     if all(count == 0 for count in line_counts.values()):
-        raise ValueError(f"sample_for_bpe: every input is empty: {[str(inputs[lang]) for lang in langs]}")
+        raise ValueError(f"sample_for_bpe: every input is empty: {[str(p) for lang in langs for p in files[lang]]}")
     probs = _alpha_probs(np.array([line_counts[lang] for lang in langs], dtype=np.float64), alpha)
     rng = np.random.default_rng(seed)
     draws = rng.multinomial(sample_size, probs)
@@ -151,7 +159,7 @@ def sample_for_bpe(
                     "BPE sample: %s has %d lines but %d were drawn; sampling with replacement", lang, n_lines, n_draw
                 )
                 picks = np.sort(rng.integers(0, n_lines, size=n_draw))
-            written[lang] = _write_picked_lines(Path(inputs[lang]), picks, out)
+            written[lang] = _write_picked_lines(files[lang], picks, out)
             progress.update(written[lang])
             logger.info(
                 "BPE sample: %s %d/%d lines (p=%.4f, q=%.4f)",
@@ -165,20 +173,25 @@ def sample_for_bpe(
     return written
 
 
-def _write_picked_lines(path: Path, picks: np.ndarray, out: BinaryIO) -> int:
-    """Write line `k` of `path` once per occurrence of k in the sorted array `picks`."""
+def _lines(paths: list[Path]) -> Iterator[bytes]:
+    for path in paths:
+        with open(path, "rb") as handle:
+            yield from handle
+
+
+def _write_picked_lines(paths: list[Path], picks: np.ndarray, out: BinaryIO) -> int:
+    """Write line `k` of the concatenation of `paths` once per occurrence of k in the sorted `picks`."""
     written, cursor = 0, 0
-    with open(path, "rb") as handle:
-        for number, raw in enumerate(handle):
-            if cursor == len(picks):
-                break
-            if picks[cursor] != number:
-                continue
-            line = raw if raw.endswith(b"\n") else raw + b"\n"
-            while cursor < len(picks) and picks[cursor] == number:
-                out.write(line)
-                cursor += 1
-                written += 1
+    for number, raw in enumerate(_lines(paths)):
+        if cursor == len(picks):
+            break
+        if picks[cursor] != number:
+            continue
+        line = raw if raw.endswith(b"\n") else raw + b"\n"
+        while cursor < len(picks) and picks[cursor] == number:
+            out.write(line)
+            cursor += 1
+            written += 1
     return written
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -138,14 +140,15 @@ def read_parallel(cfg: PipelineConfig, pair: str, zip_paths: list[str]) -> dict[
         total += opus.read_moses_zip(Path(zip_path), pair, p1, p2, max_member_bytes=cfg.data.max_member_bytes)
         parts.append((p1, p2))
     for side, out in enumerate(outputs):
-        with atomic_open(out) as handle:
+        if len(parts) == 1:  # the usual case: the part already is the whole, complete text
+            os.replace(parts[0][side], out)
+            continue
+        with atomic_open(out, "wb") as handle:
             for part in parts:
-                with open(part[side], encoding="utf-8") as src:
-                    for line in src:
-                        handle.write(line)
-    for part in parts:
-        for p in part:
-            p.unlink()
+                with open(part[side], "rb") as src:
+                    shutil.copyfileobj(src, handle, 1 << 20)
+        for part in parts:
+            part[side].unlink()
     return {"pair": pair, "pairs": total, "paths": [str(p) for p in outputs]}
 
 
@@ -208,25 +211,13 @@ def tokenize_unit(cfg: PipelineConfig, unit: TextUnit) -> dict[str, Any]:
 def learn_bpe_codes(cfg: PipelineConfig) -> dict[str, Any]:
     """fastBPE codes learned on a language-balanced sample (q ~ p^alpha) of the training text."""
     layout = _layout(cfg)
-    inputs: dict[str, list[Path]] = {}
+    inputs: dict[str, list[Path]] = {}  # a language's Wikipedia and parallel sides, sampled as one text
     for unit in text_units(cfg):
         if unit["split"] == "train":
             inputs.setdefault(unit["lang"], []).append(_unit_path(layout, "tok", unit))
-    per_lang = {}
-    for lang, paths in inputs.items():
-        if len(paths) == 1:
-            per_lang[lang] = paths[0]
-        else:  # a language with Wikipedia and parallel text: sample from their concatenation
-            merged = layout.root / "bpe" / f"train-text.{lang}"
-            with atomic_open(merged) as handle:
-                for path in paths:
-                    with open(path, encoding="utf-8") as src:
-                        for line in src:
-                            handle.write(line)
-            per_lang[lang] = merged
     sample = layout.root / "bpe" / "sample.txt"
     counts = bpe.sample_for_bpe(
-        per_lang, sample, sample_size=cfg.bpe.sample_size, alpha=cfg.bpe.sample_alpha, seed=cfg.experiment.seed
+        inputs, sample, sample_size=cfg.bpe.sample_size, alpha=cfg.bpe.sample_alpha, seed=cfg.experiment.seed
     )
     bpe.learn_bpe(sample, layout.codes, cfg.bpe.codes)
     return {"codes": str(layout.codes), "sample_lines": counts}

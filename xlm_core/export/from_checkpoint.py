@@ -7,15 +7,14 @@ the exported config, tokenizer and model card need comes from there.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from xlm_core.checkpoint import load_checkpoint
 from xlm_core.config import PipelineConfig, config_from_dict
-from xlm_core.export.hf import SPECIAL_WORDS, export_lm, verify_export
+from xlm_core.data.dictionary import Dictionary
+from xlm_core.export.hf import export_lm, verify_export
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
 
 __all__ = [
@@ -28,23 +27,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_STATE, _CONFIG, _DICT, _CODES = "state.pt", "config.json", "dict.txt", "codes"
-
-
-def _read_words(path: Path) -> list[str]:
-    """Dictionary words in id order: the 14 implicit specials, then one `token count` per line."""
-    words = list(SPECIAL_WORDS)
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        parts = line.rstrip("\n").split(" ")
-        if len(parts) != 2 or not parts[1].isdigit():
-            raise ValueError(f"{path}:{number}: expected 'token count', got {line!r}")
-        words.append(parts[0])
-    return words
+_DICT, _CODES = "dict.txt", "codes"
 
 
 def read_words(path: str | Path) -> list[str]:
     """Dictionary words in id order from a checkpoint's dict.txt (ids 0-13 the implicit specials)."""
-    return _read_words(Path(path))
+    return Dictionary.read(path).words
 
 
 def model_from_checkpoint(
@@ -52,10 +40,8 @@ def model_from_checkpoint(
 ) -> tuple[XLMWithLMHeadModel, XLMArchitecture, dict[str, Any], PipelineConfig]:
     """(model in eval mode on CPU, architecture, train_state, config) from a checkpoint directory."""
     directory = Path(checkpoint_dir)
-    if not (directory / _STATE).exists():
-        raise FileNotFoundError(f"{directory} is not a training checkpoint: {_STATE} is missing")
-    state = torch.load(directory / _STATE, map_location="cpu", weights_only=True)
-    cfg = config_from_dict(json.loads((directory / _CONFIG).read_text(encoding="utf-8")), source=str(directory))
+    state, config = load_checkpoint(directory)
+    cfg = config_from_dict(config, source=str(directory))
     arch = XLMArchitecture(**state["arch"])
     model = XLMWithLMHeadModel(arch)
     model.load_state_dict(state["model"], strict=True)
@@ -134,7 +120,7 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
         model,
         arch,
         out_dir,
-        words=_read_words(directory / _DICT),
+        words=read_words(directory / _DICT),
         codes_path=directory / _CODES,
         lang2id=cfg.lang2id,
         do_lowercase_and_remove_accent=cfg.tokenization.lowercase_and_remove_accent,
