@@ -19,10 +19,11 @@ import torch
 
 from xlm_core.io import atomic_open, atomic_path
 
-__all__ = ["capture_rng_state", "load_checkpoint", "restore_rng_state", "save_checkpoint"]
+__all__ = ["capture_rng_state", "load_checkpoint", "read_progress", "restore_rng_state", "save_checkpoint"]
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
+PROGRESS_FILE = "progress.json"
 
 
 def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -62,9 +63,20 @@ def save_checkpoint(
         torch.save(state, tmp / STATE_FILE)
         with atomic_open(tmp / CONFIG_FILE) as handle:
             json.dump(config, handle, indent=2, sort_keys=True)
+        if "train_state" in state:  # readable without loading the weights (e.g. "is this run finished?")
+            with atomic_open(tmp / PROGRESS_FILE) as handle:
+                json.dump(state["train_state"], handle, indent=1, sort_keys=True, default=str)
         for path in extra_files or []:
             shutil.copyfile(path, tmp / path.name)
     return directory
+
+
+def read_progress(directory: Path) -> dict[str, Any] | None:
+    """The train state (epoch, update, stopped, ...) saved beside the weights; None for older checkpoints."""
+    try:
+        return json.loads((Path(directory) / PROGRESS_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -33,6 +33,7 @@ __all__ = [
     "TrackingConfig",
     "TrainConfig",
     "WikipediaConfig",
+    "XNLIConfig",
     "config_hash",
     "load_config",
     "parse_overrides",
@@ -308,6 +309,12 @@ class ScalingConfig(_Section):
     )
     torch_threads: int = Field(default=1, ge=1, description="torch intra-op threads per worker.")
     max_failures: int = Field(default=2, ge=-1, description="Worker-group restarts before the run fails.")
+    data_task_runner: Literal["threads", "ray"] = Field(
+        default="threads",
+        description="Runner of the data-preparation tasks: `threads` in the flow's process, or `ray` to fan "
+        "tokenization, BPE and binarization out over the Ray cluster (`scaling.ray_address`, else a local one).",
+    )
+    data_threads: int = Field(default=4, ge=1, description="Concurrent data tasks with the `threads` runner.")
 
 
 class TrackingConfig(_Section):
@@ -331,6 +338,84 @@ class ExportConfig(_Section):
     )
 
 
+XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+
+
+class XNLIConfig(_Section):
+    enabled: bool = Field(default=False, description="Fine-tune on English MultiNLI and evaluate on XNLI.")
+    model: str | None = Field(
+        default=None,
+        description="What to fine-tune: a training checkpoint directory, an export/transformers directory or an "
+        "original XLM .pth (null: the pipeline's best pretraining checkpoint).",
+    )
+    xnli_url: str = Field(
+        default="https://dl.fbaipublicfiles.com/XNLI/XNLI-1.0.zip",
+        description="XNLI 1.0 zip (dev -> valid, test -> test, 15 languages); http(s)://, file:// or a path.",
+    )
+    multinli_url: str = Field(
+        default="https://cims.nyu.edu/~sbowman/multinli/multinli_1.0.zip",
+        description="MultiNLI 1.0 zip; its English train split is the fine-tuning set.",
+    )
+    langs: list[str] = Field(
+        default_factory=lambda: list(XNLI_LANGS),
+        description="XNLI languages to evaluate (each with its own language id; those the model lacks are "
+        "reported as not evaluated).",
+    )
+    finetune_layers: str = Field(
+        default="0:_1",
+        description="Encoder part to fine-tune, XLM's `i:j` (`_` = minus): 0 = embeddings, k = layer k; "
+        "`0:_1` = everything, `_1:_1` = the last layer only. The classifier is always trained.",
+    )
+    lr_encoder: float = Field(default=2.5e-5, gt=0, description="Adam learning rate of the encoder (optimizer_e).")
+    lr_classifier: float = Field(
+        default=2.5e-5, gt=0, description="Adam learning rate of the classifier (optimizer_p)."
+    )
+    batch_size: int = Field(default=8, ge=1, description="Sentence pairs per update per worker.")
+    eval_batch_size: int = Field(default=32, ge=1, description="Sentence pairs per evaluation batch.")
+    max_len: int = Field(
+        default=256, ge=8, description="Max tokens of `</s> premise </s> hypothesis </s>` in training (truncated)."
+    )
+    epoch_size: int = Field(
+        default=20000, description="Training pairs per epoch over all workers (-1: one pass over the train set)."
+    )
+    max_epochs: int = Field(default=250, ge=1, description="Fine-tuning epochs (evaluated after each).")
+    dropout: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Dropout before the classifier (XLM's --dropout; the encoder keeps "
+        "the pretrained model's dropout).",
+    )
+    clip_grad_norm: float = Field(default=0.0, ge=0, description="Gradient clipping norm (0: off, as XLM).")
+    seed: int | None = Field(
+        default=None, description="Seed for the classifier, shuffling, dropout (null: experiment.seed)."
+    )
+    log_every: int = Field(default=50, ge=1, description="Log the training loss every N updates.")
+    max_train_pairs: int | None = Field(default=None, ge=1, description="Keep only the first N training pairs.")
+    max_eval_pairs: int | None = Field(
+        default=None, ge=1, description="Keep only the first N pairs per language and split."
+    )
+    demo: bool = Field(
+        default=False,
+        description="Build an offline NLI set in the XNLI-1.0/MultiNLI zip formats from this machine's gettext "
+        "catalogs (labels from a simple rule: a plumbing demo, not XNLI) and fine-tune on it.",
+    )
+    demo_train_pairs: int = Field(default=3000, ge=3, description="Training pairs in the demo MultiNLI zip.")
+    demo_eval_pairs: int = Field(
+        default=150, ge=3, description="Valid and test pairs per language in the demo XNLI zip."
+    )
+
+    @model_validator(mode="after")
+    def _check_xnli(self) -> XNLIConfig:
+        if self.epoch_size != -1 and self.epoch_size < 1:
+            raise ValueError("xnli.epoch_size must be -1 (the whole train set) or >= 1")
+        if "en" not in self.langs:
+            raise ValueError("xnli.langs must include en (the fine-tuning language)")
+        if len(set(self.langs)) != len(self.langs):
+            raise ValueError("xnli.langs has duplicates")
+        return self
+
+
 class PipelineConfig(_Section):
     experiment: ExperimentConfig
     data: DataConfig
@@ -344,6 +429,7 @@ class PipelineConfig(_Section):
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    xnli: XNLIConfig = Field(default_factory=XNLIConfig)
 
     @model_validator(mode="after")
     def _check_cross(self) -> PipelineConfig:

@@ -9,6 +9,7 @@ resumes from its latest checkpoint instead of starting over.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -18,11 +19,22 @@ from pathlib import Path
 from typing import Any
 
 from xlm_core.config import PipelineConfig, config_from_dict, config_hash, to_dict
+from xlm_core.io import file_digest
 from xlm_core.paths import WorkLayout
+from xlm_core.train.finetune import SELECTION_METRIC, finetune
 from xlm_core.train.loop import TrainHooks, train
 from xlm_core.train.metrics import MetricLogger, MLflowLogger, NullLogger
 
-__all__ = ["TrainOutcome", "ensure_ray", "launch", "ray_run_name"]
+__all__ = [
+    "TrainOutcome",
+    "best_pretraining_checkpoint",
+    "ensure_ray",
+    "finetune_run_name",
+    "finished_run",
+    "launch",
+    "launch_finetune",
+    "ray_run_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -155,25 +167,80 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
                 metric_logger=metric_logger,
                 device=ray.train.torch.get_device(),
             )
-            train(cfg, hooks)
+            # What the workers run: pretraining (`loop.train`) or XNLI fine-tuning, with its keyword arguments.
+            body = finetune if loop_config.get("body") == "finetune" else train
+            body(cfg, hooks, **loop_config.get("kwargs", {}))
     finally:
         metric_logger.close()
 
 
 def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None) -> TrainOutcome:
     """Train with `cfg.scaling.num_workers` Ray workers; resume the run of the same name if one exists."""
+    loop_config = {"config": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri}
+    return _fit(cfg, loop_config, ray_run_name(cfg), cfg.train.validation_metrics)
+
+
+def best_pretraining_checkpoint(cfg: PipelineConfig) -> str | None:
+    """The best checkpoint (first validation metric) of this config's pretraining run in local storage, if any."""
+    storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
+    if "://" in storage:
+        return None
+    path = Path(storage) / ray_run_name(cfg) / f"best-{cfg.train.validation_metrics[0].lstrip('_')}"
+    return str(path) if path.is_dir() else None
+
+
+def finetune_run_name(cfg: PipelineConfig, model_path: str, data_dir: str) -> str:
+    """Stable name per fine-tuning setup: the `xnli` section (less run-length settings), the model's
+    weights and the prepared data, so an unchanged setup resumes and a changed one starts afresh."""
+    relevant = to_dict(cfg.xnli)
+    for key in ("max_epochs", "log_every", "enabled"):
+        relevant.pop(key)
+    path = Path(model_path)
+    weights = [path / n for n in ("state.pt", "model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
+    relevant |= {
+        "model": file_digest(weights[0] if weights else path),
+        "data": str(data_dir),
+        "seed": cfg.experiment.seed,
+        "scaling": [cfg.scaling.num_workers, cfg.scaling.use_gpu],
+    }
+    return f"{cfg.experiment.name}-xnli-{config_hash(relevant)}"
+
+
+def launch_finetune(
+    cfg: PipelineConfig,
+    *,
+    model_path: str,
+    data_dir: str,
+    langs: list[str],
+    run_id: str | None,
+    tracking_uri: str | None,
+) -> TrainOutcome:
+    """XNLI fine-tuning on `cfg.scaling.num_workers` Ray workers; resumes the run of the same name.
+
+    `best_checkpoint` is the epoch with the best average valid accuracy.
+    """
+    loop_config = {
+        "config": to_dict(cfg),
+        "run_id": run_id,
+        "tracking_uri": tracking_uri,
+        "body": "finetune",
+        "kwargs": {"model_path": model_path, "data_dir": data_dir, "langs": list(langs)},
+    }
+    return _fit(cfg, loop_config, finetune_run_name(cfg, model_path, data_dir), [SELECTION_METRIC])
+
+
+def _fit(cfg: PipelineConfig, loop_config: dict[str, Any], name: str, validation_metrics: list[str]) -> TrainOutcome:
     import ray.train
     from ray.train.torch import TorchTrainer
 
     ensure_ray(cfg)
     storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
-    name = ray_run_name(cfg)
-    metric_keys = [m.lstrip("_") for m in cfg.train.validation_metrics]
-    metric = cfg.train.validation_metrics[0]
+    metric_keys = [m.lstrip("_") for m in validation_metrics]
+    metric = validation_metrics[0]
     score_key, mode = metric.lstrip("_"), ("min" if metric.startswith("_") else "max")
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"config": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri},
+        train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=cfg.scaling.num_workers,
             use_gpu=cfg.scaling.use_gpu,
@@ -214,6 +281,72 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
         best_checkpoints=best_checkpoints,
         latest_checkpoint=result.checkpoint.path,
         metrics=dict(result.metrics or {}),
+        run_name=name,
+        storage_path=storage,
+    )
+
+
+def finished_run(
+    cfg: PipelineConfig,
+    *,
+    name: str | None = None,
+    max_epochs: int | None = None,
+    validation_metrics: list[str] | None = None,
+) -> TrainOutcome | None:
+    """The outcome of run `name` (default: this config's pretraining run) when its latest checkpoint
+    already holds the whole schedule (`max_epochs` reached or the stopping criterion met); None when
+    there is no such run or work is left, i.e. when the run must be launched (and resumes).
+
+    Lets an unchanged pipeline rerun skip starting a worker group that would have nothing to do.
+    """
+    import posixpath
+
+    import pyarrow.fs
+
+    storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
+    name = name or ray_run_name(cfg)
+    max_epochs = cfg.train.max_epochs if max_epochs is None else max_epochs
+    metrics_spec = validation_metrics or cfg.train.validation_metrics
+    fs, root = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else str(Path(storage).resolve()))
+    run_dir = posixpath.join(root, name)
+    found = fs.get_file_info(pyarrow.fs.FileSelector(run_dir, allow_not_found=True))
+    checkpoints = sorted(
+        i.path for i in found if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")
+    )
+    if not checkpoints:
+        return None
+    try:
+        with fs.open_input_stream(posixpath.join(checkpoints[-1], "progress.json")) as stream:
+            progress = json.loads(stream.read().decode("utf-8"))
+    except FileNotFoundError:
+        return None  # a checkpoint from before progress.json existed: let Ray Train resume it
+    if not progress.get("stopped") and progress.get("epoch", 0) < max_epochs:
+        return None
+    score_key = metrics_spec[0].lstrip("_")
+    best = {}
+    for key in (m.lstrip("_") for m in metrics_spec):
+        path = posixpath.join(run_dir, f"best-{key}")
+        if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
+            best[key] = path if "://" not in storage else f"{storage.split('://')[0]}://{path}"
+    latest = checkpoints[-1] if "://" not in storage else f"{storage.split('://')[0]}://{checkpoints[-1]}"
+    best_path = best.get(score_key, latest)
+    if "://" in storage:
+        import ray.train
+
+        local = WorkLayout(cfg.workdir).root / "checkpoints" / name / f"best-{score_key}"
+        best_path = ray.train.Checkpoint(best_path).to_directory(str(local))
+    logger.info(
+        "Ray Train run %s already finished (epoch %d of %d, stopped=%s): resumed with nothing left to train",
+        name,
+        progress.get("epoch", 0),
+        max_epochs,
+        bool(progress.get("stopped")),
+    )
+    return TrainOutcome(
+        best_checkpoint=best_path,
+        best_checkpoints=best,
+        latest_checkpoint=latest,
+        metrics=dict(progress.get("last_metrics") or {}),
         run_name=name,
         storage_path=storage,
     )
