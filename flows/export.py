@@ -6,11 +6,12 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.export import export_model, verify_export
+from tasks.export import export_model, log_export, verify_export
 
 
 @flow(name="xlm-export", log_prints=True)
 def export(config: dict[str, Any], checkpoint_dir: str, run_ids: list[str] | None = None) -> dict[str, Any]:
-    export_dir = export_model(config, checkpoint_dir, run_ids)
+    export_dir = export_model(config, checkpoint_dir)
     max_diff = verify_export(config, export_dir, checkpoint_dir)
+    log_export(config, export_dir, run_ids or [])
     return {"export_dir": export_dir, "max_abs_logit_diff": max_diff}

@@ -1,6 +1,7 @@
 """Prefect tasks for data preparation: one `xlm_core.data.stages` call each.
 
-Downloads retry transient network failures only; local steps never retry.
+Downloads retry transient network failures only; local steps never retry. Deterministic stages are
+cached on their content address (`xlm_core.stage_cache`): config values, input digests, code.
 """
 
 from __future__ import annotations
@@ -43,7 +44,20 @@ def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry
 _NET = {"retries": 3, "retry_delay_seconds": [10, 60, 300], "retry_condition_fn": _transient}
 
 
-@task(name="prepare-sources")
+def _stage_key(stage: str, *arg_names: str):  # noqa: ANN202 - a Prefect cache_key_fn
+    """Cache key of a deterministic stage: its content address once it has finished with these inputs."""
+
+    def key(context, parameters) -> str | None:  # noqa: ANN001
+        return stages.cache_key(stage, typed(parameters["config"]), *(parameters[name] for name in arg_names))
+
+    return key
+
+
+def _stage(stage: str, *arg_names: str) -> dict[str, Any]:
+    return {"cache_key_fn": _stage_key(stage, *arg_names), "persist_result": True}
+
+
+@task(name="prepare-sources", **_stage("demo-mirror"))
 def prepare_sources(config: dict[str, Any]) -> dict[str, str]:
     return stages.prepare_sources(typed(config))
 
@@ -72,7 +86,7 @@ def fetch_wikipedia(config: dict[str, Any], lang: str, base_url: str) -> dict[st
     return stages.fetch_wikipedia(typed(config), lang, base_url)
 
 
-@task(name="extract-wikipedia", task_run_name="wikiextractor-{lang}")
+@task(name="extract-wikipedia", task_run_name="wikiextractor-{lang}", **_stage("extract", "lang", "dump"))
 def extract_wikipedia(config: dict[str, Any], lang: str, dump: dict[str, Any]) -> dict[str, Any]:
     return stages.extract_wikipedia(typed(config), lang, dump)
 
@@ -84,17 +98,17 @@ def fetch_opus(config: dict[str, Any], index: int, base_url: str) -> str:
     return stages.fetch_opus(typed(config), index, base_url)
 
 
-@task(name="read-parallel", task_run_name="read-parallel-{pair}")
+@task(name="read-parallel", task_run_name="read-parallel-{pair}", **_stage("read-parallel", "pair", "zip_paths"))
 def read_parallel(config: dict[str, Any], pair: str, zip_paths: list[str]) -> dict[str, Any]:
     return stages.read_parallel(typed(config), pair, zip_paths)
 
 
-@task(name="split-mono", task_run_name="split-{lang}")
+@task(name="split-mono", task_run_name="split-{lang}", **_stage("split", "lang"))
 def split_mono(config: dict[str, Any], lang: str) -> dict[str, Any]:
     return stages.split_mono(typed(config), lang)
 
 
-@task(name="split-para", task_run_name="split-{pair}")
+@task(name="split-para", task_run_name="split-{pair}", **_stage("split", "pair"))
 def split_para(config: dict[str, Any], pair: str) -> dict[str, Any]:
     return stages.split_para(typed(config), pair)
 
@@ -104,26 +118,26 @@ def plan_data(config: dict[str, Any]) -> dict[str, Any]:
     return stages.plan_data(typed(config))
 
 
-@task(name="tokenize", task_run_name="tokenize-{unit[label]}")
+@task(name="tokenize", task_run_name="tokenize-{unit[label]}", **_stage("tokenize", "unit"))
 def tokenize(config: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
     return stages.tokenize_unit(typed(config), unit)
 
 
-@task(name="learn-bpe")
+@task(name="learn-bpe", **_stage("learn-bpe"))
 def learn_bpe(config: dict[str, Any]) -> dict[str, Any]:
     return stages.learn_bpe_codes(typed(config))
 
 
-@task(name="apply-bpe", task_run_name="apply-bpe-{unit[label]}")
+@task(name="apply-bpe", task_run_name="apply-bpe-{unit[label]}", **_stage("apply-bpe", "unit"))
 def apply_bpe(config: dict[str, Any], unit: dict[str, Any]) -> str:
     return stages.apply_bpe_unit(typed(config), unit)
 
 
-@task(name="build-dictionary")
+@task(name="build-dictionary", **_stage("dictionary"))
 def build_dictionary(config: dict[str, Any]) -> dict[str, Any]:
     return stages.build_dictionary(typed(config))
 
 
-@task(name="binarize", task_run_name="binarize-{unit[label]}")
+@task(name="binarize", task_run_name="binarize-{unit[label]}", **_stage("binarize", "unit"))
 def binarize(config: dict[str, Any], unit: dict[str, Any]) -> dict[str, Any]:
     return stages.binarize_unit(typed(config), unit)

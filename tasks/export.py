@@ -1,4 +1,8 @@
-"""Export the best checkpoint to a Hugging Face directory and check it loads in transformers."""
+"""Export the best checkpoint to a Hugging Face directory and check it loads in transformers.
+
+Both steps are cached on the checkpoint's content (an unchanged rerun reuses the export); attaching
+the export to the MLflow runs is not, so every pipeline run records its model.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,41 @@ from prefect import task
 
 from tasks._common import typed
 from tasks.tracking import client_for
-from xlm_core.export.from_checkpoint import export_checkpoint, verify_checkpoint_export
+from xlm_core.export.cached import cached_export, cached_verify, export_stage, verify_stage
 from xlm_core.paths import WorkLayout
 
-__all__ = ["export_model", "verify_export"]
+__all__ = ["export_model", "log_export", "verify_export"]
 
 
-@task(name="export-hf")
-def export_model(config: dict[str, Any], checkpoint_dir: str, run_ids: list[str] | None = None) -> str:
-    """Export the checkpoint and attach the directory to the given MLflow runs (pipeline and training)."""
+def _export_key(context, parameters) -> str | None:  # noqa: ANN001 - a Prefect cache_key_fn
+    cfg = typed(parameters["config"])
+    layout = WorkLayout(cfg.workdir)
+    return export_stage(parameters["checkpoint_dir"], layout.export, root=cfg.workdir).cache_key()
+
+
+def _verify_key(context, parameters) -> str | None:  # noqa: ANN001 - a Prefect cache_key_fn
+    cfg = typed(parameters["config"])
+    stage = verify_stage(
+        parameters["export_dir"], parameters["checkpoint_dir"], lang=cfg.data.langs[0], root=cfg.workdir
+    )
+    return stage.cache_key()
+
+
+@task(name="export-hf", cache_key_fn=_export_key, persist_result=True)
+def export_model(config: dict[str, Any], checkpoint_dir: str) -> str:
     cfg = typed(config)
-    out = export_checkpoint(checkpoint_dir, WorkLayout(cfg.workdir).export)
-    for run_id in run_ids or []:
-        client_for(cfg).log_artifacts(run_id, str(out), "hf_export")
-    return str(out)
+    return cached_export(checkpoint_dir, WorkLayout(cfg.workdir).export, root=cfg.workdir)
 
 
-@task(name="verify-export-transformers")
+@task(name="verify-export-transformers", cache_key_fn=_verify_key, persist_result=True)
 def verify_export(config: dict[str, Any], export_dir: str, checkpoint_dir: str) -> float:
-    return verify_checkpoint_export(export_dir, checkpoint_dir, lang=typed(config).data.langs[0])
+    cfg = typed(config)
+    return cached_verify(export_dir, checkpoint_dir, lang=cfg.data.langs[0], root=cfg.workdir)
+
+
+@task(name="log-export")
+def log_export(config: dict[str, Any], export_dir: str, run_ids: list[str]) -> None:
+    """Attach the export directory to the given MLflow runs (pipeline and, when it trained, training)."""
+    client = client_for(typed(config))
+    for run_id in run_ids:
+        client.log_artifacts(run_id, export_dir, "hf_export")
