@@ -1,4 +1,4 @@
-"""The master flow: data preparation -> Ray Train pretraining -> Hugging Face export."""
+"""The master flow: data preparation -> Ray Train pretraining -> Hugging Face export -> XNLI."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from prefect import flow
 from flows.export import export
 from flows.prepare_data import prepare_data
 from flows.pretrain import pretrain
+from flows.xnli import xnli_from_config
 from tasks.config import resolve_config
 from tasks.tracking import finish_pipeline_run, mark_pipeline_run_failed, publish_summary, start_pipeline_run
 
@@ -19,10 +20,11 @@ from tasks.tracking import finish_pipeline_run, mark_pipeline_run_failed, publis
 def xlm_pipeline(config_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config = resolve_config(config_path, overrides)
     run_id = start_pipeline_run(config)
-    prepare_data(config, run_id)
-    trained = pretrain(config, run_id)
+    prepare_data(config_path, overrides, run_id)
+    trained = pretrain(config_path, overrides, run_id)
     exported = export(config, trained["best_checkpoint"], [run_id, trained["run_id"]])
-    summary = publish_summary(config, run_id, trained, exported)
+    finetuned = xnli_from_config(config, trained["best_checkpoint"], run_id) if config["xnli"]["enabled"] else None
+    summary = publish_summary(config, run_id, trained, exported, finetuned)
     finish_pipeline_run(config, run_id)
     return summary
 

@@ -10,6 +10,32 @@ FASTBPE_VERSION=0.1.0
 stamp_src=$(cat pyproject.toml scripts/install.sh | sha256sum | cut -c1-16)
 STAMP="$VENV/.installed-$stamp_src"
 
+# PostgreSQL server binaries for the server tests (tests/servers): Debian's `postgresql` package.
+# Checked on every call (a glob when present); apt runs only when they are missing.
+have_postgresql() {
+  compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null \
+    || [[ -n "${XLM_PG_BINDIR:-}" && -x "${XLM_PG_BINDIR}/initdb" ]]
+}
+ensure_postgresql() {
+  have_postgresql && return 0
+  if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+    echo "[install] PostgreSQL is not installed; the server tests (tests/servers) need it." >&2
+    echo "[install] fix: sudo apt-get install -y postgresql   (or set XLM_PG_BINDIR to a directory with initdb)" >&2
+    return 0
+  fi
+  echo "[install] installing PostgreSQL from Debian packages (for tests/servers)"
+  export DEBIAN_FRONTEND=noninteractive
+  # The tests create throwaway clusters, so the package need not create and start its own `main`
+  # cluster: postgresql-common first, switch that off in its createcluster.conf, then the server.
+  # Only the server tests need PostgreSQL: a failure is reported, not fatal (`make demo` runs without it).
+  { apt-get update -q \
+    && apt-get install -y -q --no-install-recommends postgresql-common \
+    && sed -ri 's/^#?\s*create_main_cluster\b.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf \
+    && apt-get install -y -q --no-install-recommends postgresql; } \
+    || echo "[install] apt-get install postgresql failed: the server tests (tests/servers) need it" >&2
+}
+ensure_postgresql
+
 if [[ -f "$STAMP" && -x "$VENV/bin/fast" && -x "$VENV/bin/python" ]]; then
   exit 0
 fi

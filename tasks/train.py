@@ -13,10 +13,10 @@ import mlflow
 from prefect import task
 
 from tasks._common import typed
-from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags
+from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags, trained_by_run
 from xlm_core.export.from_checkpoint import model_from_checkpoint
 from xlm_core.paths import WorkLayout
-from xlm_core.train.ray_launcher import launch, ray_run_name
+from xlm_core.train.ray_launcher import finished_run, launch, ray_run_name
 
 __all__ = ["pretrain", "register_best_model"]
 
@@ -77,9 +77,30 @@ def register_best_model(config: dict[str, Any], run_id: str, checkpoint_dir: str
     return f"models:/{name}@best"
 
 
+def _registered(config: dict[str, Any], run_id: str) -> str | None:
+    """`models:/<name>@best` when the registry's `best` version comes from `run_id`."""
+    cfg = typed(config)
+    name = cfg.experiment.name if cfg.tracking.registered_model is None else cfg.tracking.registered_model
+    if not name:
+        return None
+    try:
+        version = client_for(cfg).get_model_version_by_alias(name, "best")
+    except mlflow.exceptions.MlflowException:
+        return None
+    return f"models:/{name}@best" if version.run_id == run_id else None
+
+
 @task(name="pretrain", task_run_name="pretrain-ray-train")
 def pretrain(config: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
+    """Launch (or resume) the Ray Train run of this config. A run whose checkpoints already hold the
+    whole schedule is not relaunched: its outcome and the MLflow run that trained it are returned."""
     cfg = typed(config)
+    done = finished_run(cfg)
+    trained_by = trained_by_run(cfg, done.run_name) if done else None
+    if done and trained_by:
+        client_for(cfg).set_tag(parent_run_id, "xlm.training_run", trained_by)
+        registered = _registered(config, trained_by) or register_best_model(config, trained_by, done.best_checkpoint)
+        return {"run_id": trained_by, "registered_model": registered, "resumed": "finished", **asdict(done)}
     run_id = _child_run(config, parent_run_id)
     client = client_for(cfg)
     try:
@@ -90,4 +111,5 @@ def pretrain(config: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
     client.log_artifacts(run_id, outcome.best_checkpoint, "best_checkpoint")
     registered = register_best_model(config, run_id, outcome.best_checkpoint)
     client.set_terminated(run_id, status="FINISHED")
-    return {"run_id": run_id, "registered_model": registered, **asdict(outcome)}
+    client.set_tag(parent_run_id, "xlm.training_run", run_id)
+    return {"run_id": run_id, "registered_model": registered, "resumed": None, **asdict(outcome)}

@@ -83,6 +83,13 @@ def _summary_text(summary: dict) -> str:
     for key, value in summary.get("metrics", {}).items():
         if key.startswith("valid_"):
             lines.append(f"    {key} = {value}")
+    if summary.get("training_resumed") == "finished":
+        lines.append("    (training had already finished: reported from its checkpoints, no workers started)")
+    if summary.get("xnli_export_dir"):
+        lines.append(f"  XNLI classifier  : {summary['xnli_export_dir']} (MLflow run {summary['mlflow_xnli_run_id']})")
+        for key, value in summary.get("xnli_accuracy", {}).items():
+            if key.startswith(("valid_", "test_")) and "avg" in key:
+                lines.append(f"    {key} = {value}")
     return "\n".join(lines)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -20,7 +21,9 @@ def pipeline_run(prefect_harness, ray_session, tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("e2e") / "{name}"
     overrides = {"experiment.workdir": str(workdir)}
+    start = time.monotonic()
     summary = xlm_pipeline(str(REPO / "configs" / "tiny.yaml"), overrides)
+    summary["wall_s"] = time.monotonic() - start
     cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)
     return summary, cfg
 
@@ -105,3 +108,53 @@ def test_export_loads_in_transformers_with_the_same_logits(pipeline_run):
     assert summary["max_abs_logit_diff"] <= 1e-4
     card = (REPO / export_dir / "README.md").read_text()
     assert "valid" in card and "en" in card
+
+
+def _task_states(root_flow_run_id: str) -> dict[str, list[str]]:
+    """Task name -> state names, over a flow run and all its subflow runs."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    states: dict[str, list[str]] = {}
+    with get_client(sync_client=True) as client:
+        pending = [root_flow_run_id]
+        while pending:
+            run_id = pending.pop()
+            for task_run in client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [run_id]})):
+                states.setdefault(task_run.task_key.rsplit("-", 1)[0], []).append(task_run.state.name)
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
+            )
+            pending += [str(child.id) for child in children]
+    return states
+
+
+def test_unchanged_rerun_reuses_every_stage_and_resumes_training(pipeline_run):
+    from mlflow import MlflowClient
+
+    from flows.pipeline import xlm_pipeline
+
+    first, cfg = pipeline_run
+    start = time.monotonic()
+    second = xlm_pipeline(str(REPO / "configs" / "tiny.yaml"), {"experiment.workdir": str(cfg.workdir)})
+    wall = time.monotonic() - start
+    states = _task_states(second["prefect_flow_run_id"])
+    deterministic = [
+        "prepare_sources", "extract_wikipedia", "read_parallel", "split_mono", "split_para", "tokenize",
+        "learn_bpe", "apply_bpe", "build_dictionary", "binarize", "fetch_wikipedia", "fetch_opus",
+        "export_model", "verify_export",
+    ]  # fmt: skip
+    for name in deterministic:
+        assert states[name] and set(states[name]) == {"Cached"}, (name, states[name])
+    # training is not skipped: the finished Ray run is found and reported with the run that trained it
+    assert set(states["pretrain"]) == {"Completed"}
+    assert second["mlflow_training_run_id"] == first["mlflow_training_run_id"]
+    assert second["best_checkpoint"] == first["best_checkpoint"]
+    assert second["metrics"] == first["metrics"]
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    pipeline = client.get_run(second["mlflow_pipeline_run_id"])
+    assert pipeline.data.tags["xlm.training_run"] == first["mlflow_training_run_id"]
+    print(f"first run {first['wall_s']:.1f} s, unchanged rerun {wall:.1f} s ({100 * wall / first['wall_s']:.1f}%)")
+    # The demo's rerun bound (< 10% of the first run) is measured by bench/rerun.py: on this tiny config a
+    # fixed ~10 s of Prefect bookkeeping for ~60 cached task runs dominates both runs.
+    assert wall < 0.5 * first["wall_s"]

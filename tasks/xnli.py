@@ -1,0 +1,172 @@
+"""Prefect tasks for XNLI fine-tuning: one `xlm_core` call each.
+
+Data stages return small records (paths, counts); the fine-tuning task owns its nested MLflow run
+(`xnli`, tag `xlm.stage=xnli`), which Ray Train's rank 0 logs into.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_table_artifact
+
+from tasks._common import typed
+from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags, trained_by_run
+from xlm_core.data import nli_stages
+from xlm_core.data.download import TransientDownloadError
+from xlm_core.evaluation.xnli import table_csv, table_markdown, table_rows
+from xlm_core.train.finetune import SELECTION_METRIC, export_finetuned, model_vocabulary
+from xlm_core.train.ray_launcher import best_pretraining_checkpoint, finetune_run_name, finished_run, launch_finetune
+
+__all__ = [
+    "export_classifier",
+    "fetch_nli",
+    "finetune_xnli",
+    "model_vocab",
+    "nli_sources",
+    "prepare_nli_unit",
+    "pretraining_checkpoint",
+    "publish_xnli_table",
+    "read_nli",
+]
+
+
+def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
+    try:
+        state.result()
+    except TransientDownloadError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def _stage(stage: str, *arg_names: str) -> dict[str, Any]:
+    """Content-addressed caching of a deterministic XNLI data stage (`nli_stages.cache_key`)."""
+
+    def key(context, parameters) -> str | None:  # noqa: ANN001 - a Prefect cache_key_fn
+        cfg = typed(parameters["config"])
+        return nli_stages.cache_key(stage, cfg, *(parameters[name] for name in arg_names))
+
+    return {"cache_key_fn": key, "persist_result": True}
+
+
+@task(name="xnli-sources", **_stage("xnli-demo-set"))
+def nli_sources(config: dict[str, Any]) -> dict[str, str]:
+    return nli_stages.nli_sources(typed(config))
+
+
+@task(name="xnli-fetch", retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=_transient)
+def fetch_nli(config: dict[str, Any], url: str) -> str:
+    return nli_stages.fetch_nli(typed(config), url)
+
+
+@task(name="xnli-pretraining-checkpoint")
+def pretraining_checkpoint(config: dict[str, Any]) -> str | None:
+    return best_pretraining_checkpoint(typed(config))
+
+
+@task(name="xnli-model-vocabulary")
+def model_vocab(config: dict[str, Any], model: str | None, checkpoint_dir: str | None) -> dict[str, Any]:
+    return model_vocabulary(typed(config), model=model, checkpoint_dir=checkpoint_dir)
+
+
+@task(name="xnli-read", **_stage("xnli-read", "xnli_zip", "multinli_zip", "langs"))
+def read_nli(config: dict[str, Any], xnli_zip: str, multinli_zip: str, langs: list[str]) -> dict[str, Any]:
+    return nli_stages.read_nli(typed(config), xnli_zip, multinli_zip, langs)
+
+
+@task(
+    name="xnli-prepare",
+    task_run_name="xnli-prepare-{unit[lang]}-{unit[split]}",
+    **_stage("xnli-prepare", "unit", "vocab"),
+)
+def prepare_nli_unit(config: dict[str, Any], unit: dict[str, str], vocab: dict[str, Any]) -> dict[str, Any]:
+    return nli_stages.prepare_nli_unit(typed(config), unit, vocab)
+
+
+def _trained_by(config: dict[str, Any], ray_run: str) -> str | None:
+    return trained_by_run(typed(config), ray_run)
+
+
+def _child_run(config: dict[str, Any], parent_run_id: str, name: str) -> str:
+    """The `xnli` run of this Ray run name under `parent_run_id`; created on first use, reused on retry."""
+    cfg = typed(config)
+    client = client_for(cfg)
+    experiment_id = ensure_experiment(cfg)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`xlm.ray_run_name` = '{name}'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    tags = prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": "xnli", "xlm.ray_run_name": name}
+    run = client.create_run(experiment_id, run_name="xnli", tags=tags)
+    log_params(client, run.info.run_id, config)
+    return run.info.run_id
+
+
+@task(name="xnli-finetune", task_run_name="xnli-finetune-ray-train")
+def finetune_xnli(config: dict[str, Any], vocab: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
+    """Fine-tune on Ray Train in the nested MLflow run `xnli`; returns the run id and the outcome."""
+    cfg = typed(config)
+    data_dir = str(nli_stages.nli_bin_dir(vocab))
+    name = finetune_run_name(cfg, vocab["model"], data_dir)
+    done = finished_run(cfg, name=name, max_epochs=cfg.xnli.max_epochs, validation_metrics=[SELECTION_METRIC])
+    trained_by = _trained_by(config, name) if done else None
+    if done and trained_by:  # the whole schedule is in the checkpoints: report it, start no workers
+        return {"run_id": trained_by, "resumed": "finished", **asdict(done)}
+    run_id = _child_run(config, parent_run_id, name)
+    client = client_for(cfg)
+    try:
+        outcome = launch_finetune(
+            cfg,
+            model_path=vocab["model"],
+            data_dir=data_dir,
+            langs=vocab["langs"],
+            run_id=run_id,
+            tracking_uri=cfg.tracking_uri,
+        )
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    return {"run_id": run_id, **asdict(outcome)}
+
+
+@task(name="xnli-export")
+def export_classifier(config: dict[str, Any], checkpoint_dir: str, run_ids: list[str]) -> dict[str, Any]:
+    """Export the selected epoch as `XLMForSequenceClassification`, attached to the given MLflow runs."""
+    cfg = typed(config)
+    exported = export_finetuned(checkpoint_dir, cfg.workdir / "export-xnli")
+    for run_id in run_ids:
+        client_for(cfg).log_artifacts(run_id, exported["export_dir"], "xnli/hf_export")
+    return exported
+
+
+@task(name="xnli-publish")
+def publish_xnli_table(config: dict[str, Any], exported: dict[str, Any], run_ids: list[str]) -> list[dict[str, Any]]:
+    """The 15-language table (selected epoch, next to the paper) as a Prefect table artifact and as
+    Markdown/CSV artifacts in MLflow; the selected epoch's accuracies also as `best_*` metrics."""
+    cfg = typed(config)
+    metrics, epoch = exported["metrics"], exported["epoch"]
+    rows = table_rows(metrics)
+    create_table_artifact(
+        key="xnli-accuracy",
+        table=rows,
+        description=f"XNLI accuracy (%) at epoch {epoch} (best average valid accuracy); paper: XLM MLM+TLM test",
+    )
+    client = client_for(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "xnli_table.md").write_text(table_markdown(metrics), encoding="utf-8")
+        (Path(tmp) / "xnli_table.csv").write_text(table_csv(metrics), encoding="utf-8")
+        for run_id in run_ids:
+            client.log_artifacts(run_id, tmp, "xnli")
+            for key, value in metrics.items():
+                if key.endswith("_acc"):
+                    client.log_metric(run_id, f"xnli_best_{key}", float(value), step=int(epoch))
+    return rows
