@@ -6,7 +6,8 @@ Recognised keys (all optional):
     steps ({"mlm_steps": [...], "clm_steps": [...]}), causal, task, architecture (dict of XLMArchitecture
     fields), num_parameters, data_sources (list), preprocessing (str or list), bpe (dict),
     hyperparameters (dict), training_time, hardware, perplexity ({lang: ppl} or {split: {lang: ppl}}),
-    accuracy (same shapes), eval_split, bos_token, local_path, extra (dict shown in Technical Specs).
+    accuracy (same shapes), eval_split, results_markdown (replaces the results table), bos_token, local_path,
+    extra (dict shown in Technical Specs).
 """
 
 from __future__ import annotations
@@ -165,7 +166,9 @@ def render_model_card(info: dict[str, Any]) -> str:
         "",
         "## Direct Use",
         "",
-        "Causal language modeling (next token prediction)."
+        "Sentence-pair classification (contradiction, neutral, entailment)."
+        if info.get("task") == "sequence-classification"
+        else "Causal language modeling (next token prediction)."
         if causal
         else "Masked language modeling (`fill-mask`, mask token `<special1>`).",
         "",
@@ -209,7 +212,7 @@ def render_model_card(info: dict[str, Any]) -> str:
         "",
         "## Results",
         "",
-        _results_table(info),
+        info.get("results_markdown") or _results_table(info),
         "",
         "# Technical Specifications",
         "",
