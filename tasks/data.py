@@ -10,9 +10,8 @@ from typing import Any
 
 from prefect import task
 
-from tasks._common import typed
+from tasks._common import retry_transient, typed
 from xlm_core.data import stages
-from xlm_core.data.download import TransientDownloadError
 
 __all__ = [
     "apply_bpe",
@@ -31,17 +30,7 @@ __all__ = [
 ]
 
 
-def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
-    try:
-        state.result()
-    except TransientDownloadError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
-_NET = {"retries": 3, "retry_delay_seconds": [10, 60, 300], "retry_condition_fn": _transient}
+_NET = {"retries": 3, "retry_delay_seconds": [10, 60, 300], "retry_condition_fn": retry_transient}
 
 
 def _stage_key(stage: str, *arg_names: str):  # noqa: ANN202 - a Prefect cache_key_fn

@@ -14,10 +14,9 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from tasks._common import typed
+from tasks._common import retry_transient, typed
 from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags, trained_by_run
 from xlm_core.data import nli_stages
-from xlm_core.data.download import TransientDownloadError
 from xlm_core.evaluation.xnli import table_csv, table_markdown, table_rows
 from xlm_core.train.finetune import SELECTION_METRIC, export_finetuned, model_vocabulary
 from xlm_core.train.ray_launcher import best_pretraining_checkpoint, finetune_run_name, finished_run, launch_finetune
@@ -35,16 +34,6 @@ __all__ = [
 ]
 
 
-def _transient(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's retry_condition_fn signature
-    try:
-        state.result()
-    except TransientDownloadError:
-        return True
-    except Exception:
-        return False
-    return False
-
-
 def _stage(stage: str, *arg_names: str) -> dict[str, Any]:
     """Content-addressed caching of a deterministic XNLI data stage (`nli_stages.cache_key`)."""
 
@@ -60,7 +49,7 @@ def nli_sources(config: dict[str, Any]) -> dict[str, str]:
     return nli_stages.nli_sources(typed(config))
 
 
-@task(name="xnli-fetch", retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=_transient)
+@task(name="xnli-fetch", retries=3, retry_delay_seconds=[10, 60, 300], retry_condition_fn=retry_transient)
 def fetch_nli(config: dict[str, Any], url: str) -> str:
     return nli_stages.fetch_nli(typed(config), url)
 
