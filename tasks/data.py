@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import task
 
-from tasks._common import retry_transient, typed
+from tasks._common import cached_stage, retry_transient, typed
 from xlm_core.data import stages
 
 __all__ = [
@@ -33,17 +33,8 @@ __all__ = [
 _NET = {"retries": 3, "retry_delay_seconds": [10, 60, 300], "retry_condition_fn": retry_transient}
 
 
-def _stage_key(stage: str, *arg_names: str):  # noqa: ANN202 - a Prefect cache_key_fn
-    """Cache key of a deterministic stage: its content address once it has finished with these inputs."""
-
-    def key(context, parameters) -> str | None:  # noqa: ANN001
-        return stages.cache_key(stage, typed(parameters["config"]), *(parameters[name] for name in arg_names))
-
-    return key
-
-
 def _stage(stage: str, *arg_names: str) -> dict[str, Any]:
-    return {"cache_key_fn": _stage_key(stage, *arg_names), "persist_result": True}
+    return cached_stage(stages.cache_key, stage, *arg_names)
 
 
 @task(name="prepare-sources", **_stage("demo-mirror"))

@@ -23,6 +23,7 @@ from xlm_core.config import PipelineConfig, flatten
 from xlm_core.paths import WorkLayout
 
 __all__ = [
+    "child_run",
     "client_for",
     "ensure_experiment",
     "finish_pipeline_run",
@@ -58,6 +59,25 @@ def ensure_experiment(cfg: PipelineConfig) -> str:
     if cfg.tracking_uri.startswith("sqlite:"):
         location = WorkLayout(cfg.workdir).mlflow_artifacts.as_uri()
     return client.create_experiment(cfg.mlflow_experiment, artifact_location=location)
+
+
+def child_run(config: dict[str, Any], parent_run_id: str, ray_run: str, stage: str) -> tuple[str, bool]:
+    """The `stage` run of Ray Train run `ray_run` under `parent_run_id`: created (with the config as
+    params) on first use, reused on a retry. Returns the run id and whether it was just created."""
+    cfg = typed(config)
+    client = client_for(cfg)
+    experiment_id = ensure_experiment(cfg)
+    found = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`xlm.ray_run_name` = '{ray_run}'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id, False
+    tags = prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": stage, "xlm.ray_run_name": ray_run}
+    run = client.create_run(experiment_id, run_name=stage, tags=tags)
+    log_params(client, run.info.run_id, config)
+    return run.info.run_id, True
 
 
 def trained_by_run(cfg: PipelineConfig, ray_run: str) -> str | None:

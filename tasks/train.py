@@ -13,7 +13,7 @@ import mlflow
 from prefect import task
 
 from tasks._common import typed
-from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags, trained_by_run
+from tasks.tracking import child_run, client_for, trained_by_run
 from xlm_core.export.from_checkpoint import model_from_checkpoint
 from xlm_core.paths import WorkLayout
 from xlm_core.train.ray_launcher import finished_run, launch, ray_run_name
@@ -22,28 +22,14 @@ __all__ = ["pretrain", "register_best_model"]
 
 
 def _child_run(config: dict[str, Any], parent_run_id: str) -> str:
-    """The training run of this Ray run name under `parent_run_id`; created on first use, reused on retry."""
+    """The `pretrain` run of this config's Ray run; a new one also gets the vocabulary and BPE codes."""
     cfg = typed(config)
-    client = client_for(cfg)
-    experiment_id = ensure_experiment(cfg)
-    name = ray_run_name(cfg)
-    found = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`xlm.ray_run_name` = '{name}'",
-        max_results=1,
-    )
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(
-        experiment_id,
-        run_name="pretrain",
-        tags=prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": "pretrain", "xlm.ray_run_name": name},
-    )
-    log_params(client, run.info.run_id, config)
-    layout = WorkLayout(cfg.workdir)
-    for path in (layout.dictionary, layout.codes):
-        client.log_artifact(run.info.run_id, str(path), "vocabulary")
-    return run.info.run_id
+    run_id, created = child_run(config, parent_run_id, ray_run_name(cfg), "pretrain")
+    if created:
+        layout = WorkLayout(cfg.workdir)
+        for path in (layout.dictionary, layout.codes):
+            client_for(cfg).log_artifact(run_id, str(path), "vocabulary")
+    return run_id
 
 
 @contextlib.contextmanager

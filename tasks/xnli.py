@@ -14,8 +14,8 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from tasks._common import retry_transient, typed
-from tasks.tracking import client_for, ensure_experiment, log_params, prefect_tags, trained_by_run
+from tasks._common import cached_stage, retry_transient, typed
+from tasks.tracking import child_run, client_for, trained_by_run
 from xlm_core.data import nli_stages
 from xlm_core.evaluation.xnli import table_csv, table_markdown, table_rows
 from xlm_core.train.finetune import SELECTION_METRIC, export_finetuned, model_vocabulary
@@ -35,13 +35,7 @@ __all__ = [
 
 
 def _stage(stage: str, *arg_names: str) -> dict[str, Any]:
-    """Content-addressed caching of a deterministic XNLI data stage (`nli_stages.cache_key`)."""
-
-    def key(context, parameters) -> str | None:  # noqa: ANN001 - a Prefect cache_key_fn
-        cfg = typed(parameters["config"])
-        return nli_stages.cache_key(stage, cfg, *(parameters[name] for name in arg_names))
-
-    return {"cache_key_fn": key, "persist_result": True}
+    return cached_stage(nli_stages.cache_key, stage, *arg_names)
 
 
 @task(name="xnli-sources", **_stage("xnli-demo-set"))
@@ -78,28 +72,6 @@ def prepare_nli_unit(config: dict[str, Any], unit: dict[str, str], vocab: dict[s
     return nli_stages.prepare_nli_unit(typed(config), unit, vocab)
 
 
-def _trained_by(config: dict[str, Any], ray_run: str) -> str | None:
-    return trained_by_run(typed(config), ray_run)
-
-
-def _child_run(config: dict[str, Any], parent_run_id: str, name: str) -> str:
-    """The `xnli` run of this Ray run name under `parent_run_id`; created on first use, reused on retry."""
-    cfg = typed(config)
-    client = client_for(cfg)
-    experiment_id = ensure_experiment(cfg)
-    found = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`xlm.ray_run_name` = '{name}'",
-        max_results=1,
-    )
-    if found:
-        return found[0].info.run_id
-    tags = prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": "xnli", "xlm.ray_run_name": name}
-    run = client.create_run(experiment_id, run_name="xnli", tags=tags)
-    log_params(client, run.info.run_id, config)
-    return run.info.run_id
-
-
 @task(name="xnli-finetune", task_run_name="xnli-finetune-ray-train")
 def finetune_xnli(config: dict[str, Any], vocab: dict[str, Any], parent_run_id: str) -> dict[str, Any]:
     """Fine-tune on Ray Train in the nested MLflow run `xnli`; returns the run id and the outcome."""
@@ -107,10 +79,10 @@ def finetune_xnli(config: dict[str, Any], vocab: dict[str, Any], parent_run_id: 
     data_dir = str(nli_stages.nli_bin_dir(vocab))
     name = finetune_run_name(cfg, vocab["model"], data_dir)
     done = finished_run(cfg, name=name, max_epochs=cfg.xnli.max_epochs, validation_metrics=[SELECTION_METRIC])
-    trained_by = _trained_by(config, name) if done else None
+    trained_by = trained_by_run(cfg, name) if done else None
     if done and trained_by:  # the whole schedule is in the checkpoints: report it, start no workers
         return {"run_id": trained_by, "resumed": "finished", **asdict(done)}
-    run_id = _child_run(config, parent_run_id, name)
+    run_id, _ = child_run(config, parent_run_id, name, "xnli")
     client = client_for(cfg)
     try:
         outcome = launch_finetune(

@@ -29,7 +29,7 @@ from typing import Any
 
 from xlm_core.io import atomic_open, file_digest
 
-__all__ = ["Stage", "code_digest", "fingerprint", "run_stage"]
+__all__ = ["Stage", "code_digest", "fingerprint", "root_id", "run_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def fingerprint(path: Path, memo_dir: Path) -> str:
     return value
 
 
-def _root_id(root: Path) -> str:
+def root_id(root: Path) -> str:
     """A random id created with `<root>/.stages`: a work directory deleted and made anew gets new keys,
     so an orchestrator's cache never answers for files that went with the old one."""
     path = root / ".stages" / "id"
@@ -114,7 +114,7 @@ class Stage:
         memo = self.root / ".stages" / "digests"
         identity = {
             "format": _FORMAT,
-            "root": _root_id(self.root),
+            "root": root_id(self.root),
             "stage": self.name,
             "label": self.label,
             "params": self.params,
@@ -159,9 +159,6 @@ class Stage:
 
     def record(self, key: str, result: Any) -> None:
         self.record_path.parent.mkdir(parents=True, exist_ok=True)
-        memo = self.root / ".stages" / "digests"
-        for out in self.outputs:  # hash the outputs now, while they are in the page cache
-            fingerprint(Path(out), memo)
         with atomic_open(self.record_path) as handle:
             json.dump({"key": key, "result": result, "outputs": self._output_stats()}, handle, indent=1)
 

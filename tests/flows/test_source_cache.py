@@ -37,7 +37,7 @@ def test_second_fetch_is_cached_and_a_new_workdir_fetches_again(prefect_harness,
 
     downloads = cfg.workdir / "downloads"
     shutil.rmtree(downloads)
-    (cfg.workdir / ".workdir-id").unlink()  # as when the work directory is deleted and made anew
+    (cfg.workdir / ".stages" / "id").unlink()  # as when the work directory is deleted and made anew
     assert fetch_twice(config, sources["wikipedia"], sources["opus"])[::2] == ["Completed", "Completed"]
     assert any(downloads.rglob("*.xml.bz2")) and any(downloads.rglob("*.zip"))
 

@@ -10,7 +10,6 @@ import hashlib
 import logging
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from xlm_core.data.dictionary import Dictionary
 from xlm_core.data.download import download
 from xlm_core.io import atomic_open
 from xlm_core.paths import SPLITS, WorkLayout
-from xlm_core.stage_cache import Stage, run_stage
+from xlm_core.stage_cache import Stage, root_id, run_stage
 
 __all__ = [
     "TextUnit",
@@ -466,13 +465,9 @@ def run_all(cfg: PipelineConfig) -> dict[str, Any]:
 
 
 def workdir_id(cfg: PipelineConfig) -> str:
-    """A random id created with the work directory: cached results name it, so a deleted or new work
-    directory never reuses a cache entry that points at files it does not have."""
-    path = cfg.workdir / ".workdir-id"
-    if not path.exists():
-        with atomic_open(path) as handle:
-            handle.write(uuid.uuid4().hex + "\n")
-    return path.read_text(encoding="utf-8").strip()
+    """The work directory's random id (`xlm_core.stage_cache.root_id`): cached results name it, so a
+    deleted or new work directory never reuses a cache entry that points at files it does not have."""
+    return root_id(cfg.workdir)
 
 
 def source_cache_key(cfg: PipelineConfig, source: str, item: str | int, base_url: str) -> str | None:
