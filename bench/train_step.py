@@ -3,7 +3,9 @@
 Both models get the same weights, shapes, batch and loss: 15% of the positions are MLM targets.
 The project's model projects only the predicted positions onto the vocabulary (`pred_mask_BT`),
 as the original XLM does; transformers computes logits on every position and takes the
-cross-entropy on the masked ones (labels -100 elsewhere). One step = forward, backward, AdamW step.
+cross-entropy on the masked ones (labels -100 elsewhere). The project's encoder also stops its
+last layer at the predicted positions once their attention is computed. One step = forward,
+backward, fused AdamW step.
 Repetitions alternate between the two models (after a warmup of each) and medians are reported.
 The last line printed is `ratio=<ours/transformers>`.
 
@@ -99,8 +101,10 @@ def make_batch(args: argparse.Namespace, device: torch.device, batch: int, seq: 
 
 def step_functions(ours, theirs, batch, autocast: Callable[[], contextlib.AbstractContextManager]):
     inputs_BT, pred_mask_BT, targets_N, labels_BT = batch
-    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4)
-    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4)
+    # Fused AdamW on both sides: the project's `build_optimizer` and transformers' Trainer default
+    # (`adamw_torch_fused`) both use it.
+    opt_ours = torch.optim.AdamW(ours.parameters(), lr=1e-4, fused=True)
+    opt_theirs = torch.optim.AdamW(theirs.parameters(), lr=1e-4, fused=True)
 
     def step_ours() -> float:
         with autocast():

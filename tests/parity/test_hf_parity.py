@@ -110,6 +110,31 @@ def test_lm_logits_match_transformers(name: str) -> None:
         assert (logits_NV - ref[pred_mask_BT]).abs().max() <= 1e-5
 
 
+@pytest.mark.parametrize("name", ["mlm-en", "mlm-tlm-xnli15", "relu-sinusoidal-untied"])
+def test_lm_loss_gradients_match_transformers(name: str) -> None:
+    """The predicted-positions-only head and last layer give transformers' gradients, parameter by parameter."""
+    arch, causal, ours, theirs = build_pair(name)
+    tokens_BT, lengths_B, positions_BT, langs_BT = pair_batch(arch, torch.Generator().manual_seed(4))
+    real_BT = torch.arange(tokens_BT.shape[1])[None] < lengths_B[:, None]
+    pred_mask_BT = real_BT & (torch.rand(tokens_BT.shape, generator=torch.Generator().manual_seed(5)) < 0.2)
+    targets_N = tokens_BT[pred_mask_BT]
+    logits_NV = ours(tokens_BT, pred_mask_BT=pred_mask_BT, lengths_B=lengths_B, langs_BT=langs_BT,
+                     positions_BT=positions_BT, causal=causal)  # fmt: skip
+    torch.nn.functional.cross_entropy(logits_NV, targets_N).backward()
+    labels_BT = torch.full_like(tokens_BT, -100).masked_scatter(pred_mask_BT, targets_N)
+    theirs(tokens_BT, lengths=lengths_B, langs=langs_BT, position_ids=positions_BT, labels=labels_BT).loss.backward()
+    grads = {name: p.grad for name, p in theirs.named_parameters()}
+    checked = 0
+    for param_name, param in ours.named_parameters():
+        if param.grad is None:
+            continue
+        assert (param.grad - grads[param_name]).abs().max() <= 1e-5, param_name
+        checked += 1
+    last = arch.n_layers - 1
+    assert ours.transformer.ffns[last].lin2.weight.grad.abs().max() > 0  # the shortened last layer learns
+    assert checked >= 16 * arch.n_layers
+
+
 @pytest.mark.parametrize("name", ["clm-enfr", "mlm-100", "mlm-tlm-xnli15"])
 def test_encoder_hidden_states_match_transformers(name: str) -> None:
     arch, causal, ours, theirs_lm = build_pair(name)

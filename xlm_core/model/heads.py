@@ -28,8 +28,9 @@ class SequenceSummary(nn.Module):
         # Compat: ≙ XNLI's `nn.Dropout(params.dropout)` before the Linear (`summary_first_dropout`).
         self.first_dropout = nn.Dropout(first_dropout)
 
-    def forward(self, hidden_BTD: torch.Tensor) -> torch.Tensor:
-        return self.summary(self.first_dropout(hidden_BTD[:, 0]))
+    def forward(self, first_BD: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C) from the first position's hidden state (B, D)."""
+        return self.summary(self.first_dropout(first_BD))
 
 
 class XLMForSequenceClassification(nn.Module):
@@ -47,4 +48,7 @@ class XLMForSequenceClassification(nn.Module):
 
     def forward(self, input_ids_BT: torch.Tensor, **kwargs: object) -> torch.Tensor:
         """Logits (B, num_labels); keyword arguments are those of `XLMModel.forward`."""
-        return self.sequence_summary(self.transformer(input_ids_BT, **kwargs))
+        # Only the first position is classified, so the last layer computes nothing else after attention.
+        first_BT = torch.zeros_like(input_ids_BT, dtype=torch.bool)
+        first_BT[:, 0] = True
+        return self.sequence_summary(self.transformer(input_ids_BT, select_BT=first_BT, **kwargs))

@@ -40,6 +40,7 @@ from xlm_core.export.importer import load_pretrained
 from xlm_core.model import XLMArchitecture, XLMForSequenceClassification
 from xlm_core.train.distributed import all_reduce_sums, rank_and_world
 from xlm_core.train.loop import TrainHooks
+from xlm_core.train.optim import fused_available
 
 __all__ = [
     "NLISet",
@@ -274,11 +275,13 @@ def finetune(
     for p in model.transformer.parameters():
         p.requires_grad_(id(p) in chosen)
     model.to(device)
+    classifier_params = list(model.sequence_summary.parameters())
     optimizer = torch.optim.Adam(
         [
             {"params": encoder_params, "lr": xnli.lr_encoder},
-            {"params": list(model.sequence_summary.parameters()), "lr": xnli.lr_classifier},
-        ]
+            {"params": classifier_params, "lr": xnli.lr_classifier},
+        ],
+        fused=fused_available(encoder_params + classifier_params) or None,
     )
     train_set = load_nli_set(data_dir, "train", "en", limit=xnli.max_train_pairs)
     eval_sets = {
