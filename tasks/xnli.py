@@ -127,7 +127,11 @@ def publish_xnli_table(config: dict[str, Any], exported: dict[str, Any], run_ids
         (Path(tmp) / "xnli_table.csv").write_text(table_csv(metrics), encoding="utf-8")
         for run_id in run_ids:
             client.log_artifacts(run_id, tmp, "xnli")
+            # A rerun reports the same finished fine-tuning run: log only what it does not hold yet,
+            # so the metric histories gain no duplicate points.
+            logged = client.get_run(run_id).data.metrics
             for key, value in metrics.items():
-                if key.endswith("_acc"):
-                    client.log_metric(run_id, f"xnli_best_{key}", float(value), step=int(epoch))
+                name = f"xnli_best_{key}"
+                if key.endswith("_acc") and logged.get(name) != float(value):
+                    client.log_metric(run_id, name, float(value), step=int(epoch))
     return rows

@@ -29,7 +29,7 @@ from typing import Any
 
 from xlm_core.io import atomic_open, file_digest
 
-__all__ = ["Stage", "code_digest", "fingerprint", "root_id", "run_stage"]
+__all__ = ["Stage", "code_digest", "content_digest", "fingerprint", "root_id", "run_stage"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,11 @@ def fingerprint(path: Path, memo_dir: Path) -> str:
     return value
 
 
+def content_digest(path: Path, root: Path) -> str:
+    """`fingerprint` of `path` with the memo of the work directory `root` (shared with stage keys)."""
+    return fingerprint(path, root / ".stages" / "digests")
+
+
 def root_id(root: Path) -> str:
     """A random id created with `<root>/.stages`: a work directory deleted and made anew gets new keys,
     so an orchestrator's cache never answers for files that went with the old one."""
@@ -111,14 +116,13 @@ class Stage:
 
     def key(self) -> str:
         """The stage's input address; raises FileNotFoundError when an input is missing."""
-        memo = self.root / ".stages" / "digests"
         identity = {
             "format": _FORMAT,
             "root": root_id(self.root),
             "stage": self.name,
             "label": self.label,
             "params": self.params,
-            "inputs": [[str(p), fingerprint(Path(p), memo)] for p in self.inputs],
+            "inputs": [[str(p), content_digest(Path(p), self.root)] for p in self.inputs],
             "outputs": [str(p) for p in self.outputs],
             "code": code_digest(tuple(self.code), tuple(self.tools)),
         }

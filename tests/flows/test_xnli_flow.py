@@ -38,13 +38,14 @@ def flow_run(prefect_harness, ray_session, tmp_path_factory):
             "xnli.lr_classifier": 2e-3,
         }
         result = xnli(str(REPO / "configs" / "tiny.yaml"), overrides, model=str(model_dir))
-    return result, load_config(REPO / "configs" / "tiny.yaml", overrides)
+        rerun = xnli(str(REPO / "configs" / "tiny.yaml"), overrides, model=str(model_dir))
+    return result, load_config(REPO / "configs" / "tiny.yaml", overrides), rerun
 
 
 def test_mlflow_child_run_has_per_language_metrics_and_the_table(flow_run):
     from mlflow import MlflowClient
 
-    result, cfg = flow_run
+    result, cfg, _ = flow_run
     client = MlflowClient(tracking_uri=cfg.tracking_uri)
     run = client.get_run(result["mlflow_xnli_run_id"])
     assert run.data.tags["xlm.stage"] == "xnli" and run.data.tags["mlflow.parentRunId"]
@@ -75,9 +76,20 @@ def test_prefect_table_artifact_lists_15_languages(flow_run):
 def test_export_is_a_transformers_classifier(flow_run):
     from transformers import XLMForSequenceClassification
 
-    result, _ = flow_run
+    result, _, _ = flow_run
     model = XLMForSequenceClassification.from_pretrained(result["export_dir"])
     assert model.config.id2label == {0: "contradiction", 1: "neutral", 2: "entailment"}
     assert len(model.config.lang2id) == 15
     card = (Path(result["export_dir"]) / "README.md").read_text(encoding="utf-8")
     assert "| Accuracy |" in card and "| Paper (XLM MLM+TLM) | 85.0 | 78.7 |" in card
+
+
+def test_unchanged_rerun_reports_the_same_run_without_duplicate_points(flow_run):
+    from mlflow import MlflowClient
+
+    result, cfg, rerun = flow_run
+    assert rerun["mlflow_xnli_run_id"] == result["mlflow_xnli_run_id"]
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    for key in ("xnli_best_valid_avg_acc", "xnli_best_test_en_acc", "valid_avg_acc"):
+        history = client.get_metric_history(result["mlflow_xnli_run_id"], key)
+        assert len(history) == len({m.step for m in history}) >= 1, key

@@ -21,6 +21,7 @@ from typing import Any
 from xlm_core.config import PipelineConfig, config_from_dict, config_hash, to_dict
 from xlm_core.io import file_digest
 from xlm_core.paths import WorkLayout
+from xlm_core.stage_cache import content_digest
 from xlm_core.train.finetune import SELECTION_METRIC, finetune
 from xlm_core.train.loop import TrainHooks, train
 from xlm_core.train.metrics import MetricLogger, MLflowLogger, NullLogger
@@ -191,7 +192,8 @@ def best_pretraining_checkpoint(cfg: PipelineConfig) -> str | None:
 
 def finetune_run_name(cfg: PipelineConfig, model_path: str, data_dir: str) -> str:
     """Stable name per fine-tuning setup: the `xnli` section (less run-length settings), the model's
-    weights and the prepared data, so an unchanged setup resumes and a changed one starts afresh."""
+    weights and the prepared data's content, so an unchanged setup resumes and a changed one (new
+    weights, other source files or a new preprocessing, even at the same paths) starts afresh."""
     relevant = to_dict(cfg.xnli)
     for key in ("max_epochs", "log_every", "enabled"):
         relevant.pop(key)
@@ -199,7 +201,7 @@ def finetune_run_name(cfg: PipelineConfig, model_path: str, data_dir: str) -> st
     weights = [path / n for n in ("state.pt", "model.safetensors", "pytorch_model.bin") if (path / n).is_file()]
     relevant |= {
         "model": file_digest(weights[0] if weights else path),
-        "data": str(data_dir),
+        "data": content_digest(Path(data_dir), cfg.workdir),
         "seed": cfg.experiment.seed,
         "scaling": [cfg.scaling.num_workers, cfg.scaling.use_gpu],
     }
