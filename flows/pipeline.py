@@ -22,7 +22,7 @@ def xlm_pipeline(config_path: str, overrides: dict[str, Any] | None = None) -> d
     run_id = start_pipeline_run(config)
     prepare_data(config_path, overrides, run_id)
     trained = pretrain(config_path, overrides, run_id)
-    exported = export(config, trained["best_checkpoint"], [run_id, trained["run_id"]])
+    exported = export(config, trained["best_checkpoint"], [trained["run_id"], run_id])
     finetuned = xnli_from_config(config, trained["best_checkpoint"], run_id) if config["xnli"]["enabled"] else None
     summary = publish_summary(config, run_id, trained, exported, finetuned)
     finish_pipeline_run(config, run_id)

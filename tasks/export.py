@@ -11,7 +11,7 @@ from typing import Any
 from prefect import task
 
 from tasks._common import typed
-from tasks.tracking import client_for
+from tasks.tracking import attach_directory
 from xlm_core.export.cached import cached_export, cached_verify, export_stage, verify_stage
 from xlm_core.paths import WorkLayout
 
@@ -46,7 +46,6 @@ def verify_export(config: dict[str, Any], export_dir: str, checkpoint_dir: str) 
 
 @task(name="log-export")
 def log_export(config: dict[str, Any], export_dir: str, run_ids: list[str]) -> None:
-    """Attach the export directory to the given MLflow runs (pipeline and, when it trained, training)."""
-    client = client_for(typed(config))
-    for run_id in run_ids:
-        client.log_artifacts(run_id, export_dir, "hf_export")
+    """Attach the export to the MLflow runs: the first (the training run) holds `hf_export`, uploaded
+    only when its content changed; the others (the pipeline run) link to it (`attach_directory`)."""
+    attach_directory(typed(config), export_dir, "hf_export", run_ids)

@@ -21,8 +21,10 @@ from prefect.runtime import flow_run
 from tasks._common import typed
 from xlm_core.config import PipelineConfig, flatten
 from xlm_core.paths import WorkLayout
+from xlm_core.stage_cache import content_digest
 
 __all__ = [
+    "attach_directory",
     "child_run",
     "client_for",
     "ensure_experiment",
@@ -110,6 +112,26 @@ def log_params(client: MlflowClient, run_id: str, config: dict[str, Any]) -> Non
         path = Path(tmp) / "config.json"
         path.write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
         client.log_artifact(run_id, str(path))
+
+
+def attach_directory(cfg: PipelineConfig, local_dir: str, artifact_path: str, run_ids: list[str]) -> None:
+    """Show `local_dir` as `artifact_path` on every run of `run_ids`, uploading its content at most once.
+
+    The first run holds the files (it trained what they contain); it gets them only when its tag
+    `xlm.digest.<artifact_path>` differs from the directory's content digest, so an unchanged rerun
+    uploads nothing. Every other run gets the tag `xlm.link.<artifact_path>` = `runs:/<first>/<path>`
+    instead of a copy (an export of a 2048-dim model is several GB).
+    """
+    if not run_ids:
+        return
+    client = client_for(cfg)
+    holder, *others = run_ids
+    digest = content_digest(Path(local_dir), cfg.workdir)
+    if client.get_run(holder).data.tags.get(f"xlm.digest.{artifact_path}") != digest:
+        client.log_artifacts(holder, local_dir, artifact_path)
+        client.set_tag(holder, f"xlm.digest.{artifact_path}", digest)
+    for run_id in others:
+        client.set_tag(run_id, f"xlm.link.{artifact_path}", f"runs:/{holder}/{artifact_path}")
 
 
 def mlflow_run_url(cfg: PipelineConfig, run_id: str) -> str:

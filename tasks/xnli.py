@@ -15,7 +15,7 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from tasks._common import cached_stage, retry_transient, typed
-from tasks.tracking import child_run, client_for, trained_by_run
+from tasks.tracking import attach_directory, child_run, client_for, trained_by_run
 from xlm_core.data import nli_stages
 from xlm_core.evaluation.xnli import table_csv, table_markdown, table_rows
 from xlm_core.train.finetune import SELECTION_METRIC, export_finetuned, model_vocabulary
@@ -101,11 +101,11 @@ def finetune_xnli(config: dict[str, Any], vocab: dict[str, Any], parent_run_id: 
 
 @task(name="xnli-export")
 def export_classifier(config: dict[str, Any], checkpoint_dir: str, run_ids: list[str]) -> dict[str, Any]:
-    """Export the selected epoch as `XLMForSequenceClassification`, attached to the given MLflow runs."""
+    """Export the selected epoch as `XLMForSequenceClassification`, held by the first MLflow run (the
+    fine-tuning run; uploaded only when changed) and linked from the others."""
     cfg = typed(config)
     exported = export_finetuned(checkpoint_dir, cfg.workdir / "export-xnli")
-    for run_id in run_ids:
-        client_for(cfg).log_artifacts(run_id, exported["export_dir"], "xnli/hf_export")
+    attach_directory(cfg, exported["export_dir"], "xnli/hf_export", run_ids)
     return exported
 
 

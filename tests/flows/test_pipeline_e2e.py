@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -79,7 +80,10 @@ def test_mlflow_has_decreasing_per_language_perplexity(pipeline_run):
     assert summary["registered_model"] == f"models:/{cfg.experiment.name}@best"
     pipeline = client.get_run(summary["mlflow_pipeline_run_id"])
     assert pipeline.info.status == "FINISHED"
-    assert "hf_export" in {a.path for a in client.list_artifacts(pipeline.info.run_id)}
+    # The export is uploaded once, to the training run; the pipeline run links to it.
+    assert pipeline.data.tags["xlm.link.hf_export"] == f"runs:/{train_run.info.run_id}/hf_export"
+    assert "hf_export" not in {a.path for a in client.list_artifacts(pipeline.info.run_id)}
+    assert train_run.data.tags["xlm.digest.hf_export"]
 
 
 def test_export_loads_in_transformers_with_the_same_logits(pipeline_run):
@@ -135,6 +139,10 @@ def test_unchanged_rerun_reuses_every_stage_and_resumes_training(pipeline_run):
     from flows.pipeline import xlm_pipeline
 
     first, cfg = pipeline_run
+    client = MlflowClient(tracking_uri=cfg.tracking_uri)
+    stored = client.get_run(first["mlflow_training_run_id"]).info.artifact_uri.removeprefix("file://")
+    stored_export = Path(stored) / "hf_export" / "model.safetensors"
+    uploaded_ns = stored_export.stat().st_mtime_ns
     start = time.monotonic()
     second = xlm_pipeline(str(REPO / "configs" / "tiny.yaml"), {"experiment.workdir": str(cfg.workdir)})
     wall = time.monotonic() - start
@@ -151,9 +159,11 @@ def test_unchanged_rerun_reuses_every_stage_and_resumes_training(pipeline_run):
     assert second["mlflow_training_run_id"] == first["mlflow_training_run_id"]
     assert second["best_checkpoint"] == first["best_checkpoint"]
     assert second["metrics"] == first["metrics"]
-    client = MlflowClient(tracking_uri=cfg.tracking_uri)
     pipeline = client.get_run(second["mlflow_pipeline_run_id"])
     assert pipeline.data.tags["xlm.training_run"] == first["mlflow_training_run_id"]
+    # The unchanged export is not uploaded again: the stored file is the first run's.
+    assert stored_export.stat().st_mtime_ns == uploaded_ns
+    assert pipeline.data.tags["xlm.link.hf_export"].startswith(f"runs:/{first['mlflow_training_run_id']}/")
     print(f"first run {first['wall_s']:.1f} s, unchanged rerun {wall:.1f} s ({100 * wall / first['wall_s']:.1f}%)")
     # No wall-time assertion: the harness's SQLite server sometimes stalls a minute on "database is locked"
     # (PrefectHQ/prefect#19771), and on this tiny config ~10 s of Prefect bookkeeping for ~60 cached task
