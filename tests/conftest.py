@@ -41,10 +41,12 @@ def prefect_harness():
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """A local Ray instance started once and shut down at the end of the session."""
+    """A local Ray instance started once (as the pipeline starts one) and shut down at the end of the session."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, logging_level="ERROR")
+    from xlm_core.config import load_config
+    from xlm_core.train.ray_launcher import ensure_ray
+
+    ensure_ray(load_config(REPO / "configs" / "tiny.yaml"))
     yield ray
     ray.shutdown()

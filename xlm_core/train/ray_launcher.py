@@ -40,7 +40,9 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 # Ray's local-only defaults: no token auth on a private single-machine instance.
-_LOCAL_ENV = {"RAY_AUTH_MODE": "disabled"}
+# A local instance (demo, tests, one machine) has no nodes that a cloud drains: Ray Train's preemption
+# watcher would only add an actor whose start-up logs an error-level line about its restart policy.
+_LOCAL_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 @dataclass
