@@ -11,6 +11,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,9 @@ def atomic_path(dest: str | Path) -> Iterator[Path]:
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    # Unique per thread as well as per process: threads of one process (Prefect's thread pool) may
+    # write the same file at once, e.g. a digest memo; the pid stays last for the stale-file check.
+    tmp = dest.with_name(f".{dest.name}.tmp-{threading.get_native_id()}-{os.getpid()}")
     try:
         yield tmp
         os.replace(tmp, dest)

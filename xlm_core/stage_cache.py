@@ -91,9 +91,18 @@ def root_id(root: Path) -> str:
     so an orchestrator's cache never answers for files that went with the old one."""
     path = root / ".stages" / "id"
     if not path.exists():
+        # Create-if-absent in one step (a hard link fails when the name exists), so concurrent
+        # first calls agree on one id instead of each returning its own before the other's rename.
         path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_open(path) as handle:
-            handle.write(uuid.uuid4().hex + "\n")
+        candidate = uuid.uuid4().hex
+        tmp = path.with_name(f".id-{candidate}")
+        tmp.write_text(candidate + "\n", encoding="utf-8")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text(encoding="utf-8").strip()
 
 

@@ -101,3 +101,35 @@ def test_outputs_touched_or_deleted_are_recomputed(tmp_path):
     assert len(calls) == 3 and out.read_text() == "B\n"
     other = Stage("upper", "x", tmp_path, params={"p": 2}, inputs=[source], outputs=[out], code=("xlm_core.io",))
     assert other.cache_key() is None  # another config value: not the recorded run
+
+
+def test_concurrent_keys_of_stages_sharing_an_input_agree(tmp_path):
+    """Prefect's thread pool computes the keys of many stages at once; those sharing an input (the
+    dictionary of every binarize stage) digest it at the same moment. Every key must come out, equal
+    to the key computed alone (a missing key means that stage's result is never cached)."""
+    import threading
+
+    shared = tmp_path / "dict.txt"
+    shared.write_bytes(b"word 1\n" * 200_000)
+    specs = [
+        Stage("binarize", f"u{i}", tmp_path / "work", inputs=[shared], outputs=[tmp_path / f"out{i}"])
+        for i in range(16)
+    ]
+    barrier = threading.Barrier(len(specs))
+    keys: dict[str, str | None] = {}
+
+    def compute(spec: Stage) -> None:
+        barrier.wait()
+        keys[spec.label] = spec.cache_key()
+
+    for _ in range(3):  # a fresh memo each round: every thread digests and writes it
+        for memo in (tmp_path / "work" / ".stages" / "digests").glob("*.json"):
+            memo.unlink()
+        shared.touch()
+        threads = [threading.Thread(target=compute, args=(spec,)) for spec in specs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert keys == {spec.label: spec.key() for spec in specs}
+        assert not list((tmp_path / "work" / ".stages").rglob(".*.tmp-*"))  # no temporaries left
