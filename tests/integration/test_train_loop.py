@@ -13,11 +13,12 @@ from xlm_core.train.loop import TrainHooks, train
 
 class Recorder:
     def __init__(self, keep: Path) -> None:
-        self.keep, self.metrics, self.checkpoints = keep, [], []
+        self.keep, self.metrics, self.checkpoints, self.temporaries = keep, [], [], []
 
     def __call__(self, metrics: dict[str, float], checkpoint: Path | None) -> None:
         self.metrics.append(dict(metrics))
         if checkpoint is not None:
+            self.temporaries.append(checkpoint.parent)
             dest = self.keep / checkpoint.name
             checkpoint.rename(dest)
             self.checkpoints.append(dest)
@@ -34,6 +35,7 @@ def test_loss_decreases_and_checkpoints_are_complete(prepared, tmp_path):
     cfg.train.max_epochs = 2
     run = _run(cfg, tmp_path)
     assert [m["epoch"] for m in run.metrics] == [0.0, 1.0]
+    assert run.temporaries and not any(p.exists() for p in run.temporaries)  # nothing left in /tmp
     for key in ("valid_en_mlm_ppl", "valid_fr_mlm_ppl", "valid_en_fr_mlm_ppl", "valid_mlm_ppl", "test_mlm_ppl"):
         assert run.metrics[1][key] < run.metrics[0][key], key
     assert run.metrics[1]["valid_mlm_ppl"] == pytest.approx(

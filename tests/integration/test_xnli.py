@@ -4,6 +4,7 @@ exported classifier predicts in transformers what the project's model predicts."
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,13 @@ def xnli_data(tmp_path_factory):
 
 def _run(cfg, vocab, restore_dir=None):
     reports = []
-    hooks = TrainHooks(restore_dir=restore_dir, report=lambda metrics, path: reports.append((metrics, path)))
+    keep = Path(cfg.workdir) / "kept-checkpoints"
+
+    def report(metrics, path):  # the loop deletes its temporary checkpoint once this returns: copy it
+        kept = shutil.copytree(path, keep / f"{len(list(keep.glob('*')))}-{path.name}") if path else None
+        reports.append((metrics, kept))
+
+    hooks = TrainHooks(restore_dir=restore_dir, report=report)
     result = finetune(
         cfg, hooks, model_path=vocab["model"], data_dir=str(nli_stages.nli_bin_dir(vocab)), langs=vocab["langs"]
     )

@@ -362,7 +362,7 @@ def finetune(
         checkpoint_dir = None
         if rank == 0:
             checkpoint_dir = _save(model, optimizer, state, arch, meta, cfg, Path(data_dir), f"epoch-{epoch:05d}")
-        hooks.report(metrics | {f"improved_{SELECTION_METRIC}": float(improved)}, checkpoint_dir)
+        hooks.emit(metrics | {f"improved_{SELECTION_METRIC}": float(improved)}, checkpoint_dir)
         if rank == 0:
             hooks.metric_logger.log_metrics(metrics, step=epoch)
     if ran_epochs == 0 and hooks.restore_dir is not None:
@@ -371,7 +371,7 @@ def finetune(
         if rank == 0:
             checkpoint_dir = Path(tempfile.mkdtemp(prefix="xlm-ckpt-")) / "final"
             shutil.copytree(hooks.restore_dir, checkpoint_dir)
-        hooks.report(metrics, checkpoint_dir)
+        hooks.emit(metrics, checkpoint_dir)
     return {"state": state, "metrics": metrics}
 
 

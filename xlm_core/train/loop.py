@@ -44,12 +44,25 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainHooks:
-    """What the launcher provides: where to resume from, how to report, where to log."""
+    """What the launcher provides: where to resume from, how to report, where to log.
+
+    `report(metrics, checkpoint_dir)` gets each epoch's checkpoint in a temporary directory that is
+    deleted once it returns: it persists the checkpoint (Ray Train uploads it to storage) or copies
+    what it wants to keep.
+    """
 
     restore_dir: Path | None = None
     report: Callable[[dict[str, float], Path | None], None] = lambda metrics, checkpoint: None
     metric_logger: MetricLogger = field(default_factory=NullLogger)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    def emit(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        """`report`, then delete the temporary checkpoint directory (a checkpoint per epoch adds up)."""
+        try:
+            self.report(metrics, checkpoint_dir)
+        finally:
+            if checkpoint_dir is not None:
+                shutil.rmtree(checkpoint_dir.parent, ignore_errors=True)
 
 
 def build_model(cfg: PipelineConfig, vocab_size: int) -> tuple[XLMWithLMHeadModel, XLMArchitecture]:
@@ -312,7 +325,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         )
         # `improved_<metric>` tells the launcher which best-checkpoint copies this report replaces.
         flags = {f"improved_{k}": float(v) for k, v in state.get("improved", {}).items()}
-        hooks.report(metrics | flags, checkpoint_dir)
+        hooks.emit(metrics | flags, checkpoint_dir)
         if rank == 0:
             # Logged once the checkpoint is committed: an epoch redone after a failure is not logged twice.
             hooks.metric_logger.log_metrics(metrics, step=epoch)
@@ -325,7 +338,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
             checkpoint_dir = Path(tempfile.mkdtemp(prefix="xlm-ckpt-")) / "final"
             shutil.copytree(hooks.restore_dir, checkpoint_dir)
         logger.info("nothing left to train (epoch %d, stopped=%s)", state["epoch"], state["stopped"])
-        hooks.report(metrics, checkpoint_dir)
+        hooks.emit(metrics, checkpoint_dir)
     return {"state": state, "metrics": metrics}
 
 

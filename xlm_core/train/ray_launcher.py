@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,9 +156,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-        ray.train.report(metrics, checkpoint=checkpoint)
-        if checkpoint_dir is not None:
-            shutil.rmtree(checkpoint_dir.parent, ignore_errors=True)
+        ray.train.report(metrics, checkpoint=checkpoint)  # uploads it; `TrainHooks.emit` deletes the local copy
 
     restored = ray.train.get_checkpoint()
     try:
