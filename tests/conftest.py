@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
-_HOME = Path(tempfile.mkdtemp(prefix="xlm-tests-"))
+# Test modules import this file again as `tests.conftest`: both imports share one home.
+_HOME = Path(os.environ.get("XLM_TESTS_HOME") or tempfile.mkdtemp(prefix="xlm-tests-"))
+os.environ["XLM_TESTS_HOME"] = str(_HOME)
 os.environ.update(
     {
         "PREFECT_HOME": str(_HOME / "prefect"),
@@ -28,6 +31,11 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the session's Prefect home (its SQLite database and stored results)."""
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
