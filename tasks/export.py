@@ -1,7 +1,7 @@
 """Export the best checkpoint to a Hugging Face directory and check it loads in transformers.
 
-Both steps are cached on the checkpoint's content (an unchanged rerun reuses the export); attaching
-the export to the MLflow runs is not, so every pipeline run records its model.
+Both steps are cached on the checkpoint's content (an unchanged rerun reuses the export). The export
+is uploaded to the training run only when its content changed; other runs link to it.
 """
 
 from __future__ import annotations

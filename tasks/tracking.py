@@ -173,7 +173,7 @@ def _corpus_rows(languages: list[dict[str, Any]], pairs: list[dict[str, Any]]) -
         extract, split = language["extract"], language["split"]
         rows.append(
             {
-                "corpus": f"Wikipedia {language['extract']['lang']}",
+                "corpus": f"Wikipedia {extract['lang']}",
                 "dump": extract.get("dump_date"),
                 "articles": extract.get("articles"),
                 "lines": split.get("lines"),

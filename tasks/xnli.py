@@ -101,10 +101,10 @@ def finetune_xnli(config: dict[str, Any], vocab: dict[str, Any], parent_run_id: 
 
 @task(name="xnli-export")
 def export_classifier(config: dict[str, Any], checkpoint_dir: str, run_ids: list[str]) -> dict[str, Any]:
-    """Export the selected epoch as `XLMForSequenceClassification`, held by the first MLflow run (the
-    fine-tuning run; uploaded only when changed) and linked from the others."""
+    """Export the selected epoch as `XLMForSequenceClassification` (reused for an unchanged checkpoint),
+    held by the first MLflow run (the fine-tuning run; uploaded only when changed), linked from the others."""
     cfg = typed(config)
-    exported = export_finetuned(checkpoint_dir, cfg.workdir / "export-xnli")
+    exported = export_finetuned(checkpoint_dir, cfg.workdir / "export-xnli", root=cfg.workdir)
     attach_directory(cfg, exported["export_dir"], "xnli/hf_export", run_ids)
     return exported
 

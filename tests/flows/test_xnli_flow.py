@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support.http_server import serve
-from tests.support.xnli import build_xnli_fixture
+from tests.support.xnli import build_xnli_fixture, xnli_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -25,20 +25,11 @@ def flow_run(prefect_harness, ray_session, tmp_path_factory):
     root = tmp_path_factory.mktemp("xnli-flow")
     served, model_dir = build_xnli_fixture(root, train_pairs=240, eval_pairs=12)
     with serve(served) as server:
-        overrides = {
-            "experiment.workdir": str(root / "work"),
-            "tokenization.workers": 1,
-            "tracking.system_metrics": False,
-            "xnli.enabled": True,
-            "xnli.xnli_url": f"{server.url}/XNLI-1.0.zip",
-            "xnli.multinli_url": f"{server.url}/multinli_1.0.zip",
-            "xnli.epoch_size": 160,
-            "xnli.max_epochs": 2,
-            "xnli.lr_encoder": 2e-3,
-            "xnli.lr_classifier": 2e-3,
-        }
+        overrides = xnli_overrides(root, server.url, epoch_size=160, max_epochs=2)
         result = xnli(str(REPO / "configs" / "tiny.yaml"), overrides, model=str(model_dir))
+        exported_ns = (Path(result["export_dir"]) / "model.safetensors").stat().st_mtime_ns
         rerun = xnli(str(REPO / "configs" / "tiny.yaml"), overrides, model=str(model_dir))
+    rerun["first_export_mtime_ns"] = exported_ns
     return result, load_config(REPO / "configs" / "tiny.yaml", overrides), rerun
 
 
@@ -89,6 +80,8 @@ def test_unchanged_rerun_reports_the_same_run_without_duplicate_points(flow_run)
 
     result, cfg, rerun = flow_run
     assert rerun["mlflow_xnli_run_id"] == result["mlflow_xnli_run_id"]
+    # The unchanged checkpoint's export is reused, not written again.
+    assert (Path(rerun["export_dir"]) / "model.safetensors").stat().st_mtime_ns == rerun["first_export_mtime_ns"]
     client = MlflowClient(tracking_uri=cfg.tracking_uri)
     for key in ("xnli_best_valid_avg_acc", "xnli_best_test_en_acc", "valid_avg_acc"):
         history = client.get_metric_history(result["mlflow_xnli_run_id"], key)

@@ -13,7 +13,7 @@ import torch
 
 from tests.conftest import REPO
 from tests.support.http_server import serve
-from tests.support.xnli import build_xnli_fixture
+from tests.support.xnli import build_xnli_fixture, xnli_overrides
 from xlm_core.config import load_config
 from xlm_core.data import nli_stages
 from xlm_core.data.nli import XNLI_LANGS
@@ -27,20 +27,7 @@ def xnli_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("xnli")
     served, model_dir = build_xnli_fixture(root)
     with serve(served) as server:
-        overrides = {
-            "experiment.workdir": str(root / "work"),
-            "tokenization.workers": 1,
-            "tracking.system_metrics": False,
-            "xnli.enabled": True,
-            "xnli.xnli_url": f"{server.url}/XNLI-1.0.zip",
-            "xnli.multinli_url": f"{server.url}/multinli_1.0.zip",
-            "xnli.batch_size": 8,
-            "xnli.epoch_size": 480,
-            "xnli.max_epochs": 3,
-            "xnli.lr_encoder": 2e-3,
-            "xnli.lr_classifier": 2e-3,
-            "xnli.dropout": 0.1,
-        }
+        overrides = xnli_overrides(root, server.url, batch_size=8, epoch_size=480, max_epochs=3, dropout=0.1)
         cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)
         sources = nli_stages.nli_sources(cfg)
         zips = [nli_stages.fetch_nli(cfg, sources[k]) for k in ("xnli_url", "multinli_url")]

@@ -15,7 +15,7 @@ from xlm_core.data.nli import XNLI_LANGS
 from xlm_core.export import export_lm
 from xlm_core.model import XLMWithLMHeadModel
 
-__all__ = ["build_xnli_fixture"]
+__all__ = ["build_xnli_fixture", "xnli_overrides"]
 
 # Learnable rule: the hypothesis carries one marker word that names the class; the rest is filler.
 MARKERS = {"entailment": "yes", "contradiction": "no", "neutral": "maybe"}
@@ -76,3 +76,18 @@ def build_xnli_fixture(root: Path, *, train_pairs: int = 300, eval_pairs: int = 
         causal=False,
     )
     return served, model_dir
+
+
+def xnli_overrides(root: Path, server_url: str, **xnli: object) -> dict[str, object]:
+    """Overrides of the tiny config for XNLI on the fixture zips served at `server_url`, working under
+    `root/work`; `xnli` adds `xnli.*` settings (e.g. `epoch_size=160`)."""
+    return {
+        "experiment.workdir": str(root / "work"),
+        "tokenization.workers": 1,
+        "tracking.system_metrics": False,
+        "xnli.enabled": True,
+        "xnli.xnli_url": f"{server_url}/XNLI-1.0.zip",
+        "xnli.multinli_url": f"{server_url}/multinli_1.0.zip",
+        "xnli.lr_encoder": 2e-3,
+        "xnli.lr_classifier": 2e-3,
+    } | {f"xnli.{key}": value for key, value in xnli.items()}

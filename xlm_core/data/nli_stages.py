@@ -125,6 +125,11 @@ def nli_units(langs: list[str]) -> list[NLIUnit]:
     ]
 
 
+def _lowercase(vocab: dict[str, Any], lang: str) -> bool:
+    """The model's lowercasing for `lang` (its per-language setting, else its default)."""
+    return vocab["lowercase"].get(lang, vocab["lowercase"].get("*", True))
+
+
 def _prepare_stage(cfg: PipelineConfig, unit: NLIUnit, vocab: dict[str, Any]) -> Stage:
     lang, split = unit["lang"], unit["split"]
     root = Path(vocab["root"])
@@ -136,7 +141,7 @@ def _prepare_stage(cfg: PipelineConfig, unit: NLIUnit, vocab: dict[str, Any]) ->
         "xnli-prepare",
         f"{root.name}-{lang}-{split}",
         cfg.workdir,
-        params={"lowercase": vocab["lowercase"].get(lang, vocab["lowercase"].get("*", True))},
+        params={"lowercase": _lowercase(vocab, lang)},
         inputs=[*nli.nli_files(_root(cfg) / "text", lang, split), Path(vocab["dictionary"]), Path(vocab["codes"])],
         outputs=outputs,
         code=(*_CODE, "xlm_core.data.tokenize", "xlm_core.data.bpe", "xlm_core.data.binarize"),
@@ -163,7 +168,7 @@ def _prepare(cfg: PipelineConfig, unit: NLIUnit, vocab: dict[str, Any]) -> dict[
     root = Path(vocab["root"])
     sources = nli.nli_files(_root(cfg) / "text", lang, split)
     dico = Dictionary.read(vocab["dictionary"])
-    lowercase = vocab["lowercase"].get(lang, vocab["lowercase"].get("*", True))
+    lowercase = _lowercase(vocab, lang)
     stats: dict[str, Any] = {"lang": lang, "split": split}
     for side, source in zip(("s1", "s2"), sources[:2], strict=True):
         tok = root / "tok" / f"{split}.{side}.{lang}"

@@ -16,8 +16,10 @@ __all__ = ["cached_export", "cached_verify", "export_stage", "verify_stage"]
 _CODE = ("xlm_core.export.cached", "xlm_core.export.from_checkpoint", "xlm_core.export.hf", "xlm_core.export.card")
 
 
-def export_stage(checkpoint_dir: str | Path, out_dir: str | Path, *, root: Path) -> Stage:
-    return Stage("export", Path(out_dir).name, root, inputs=[Path(checkpoint_dir)], outputs=[Path(out_dir)], code=_CODE)
+def export_stage(checkpoint_dir: str | Path, out_dir: str | Path, *, root: Path, code: tuple[str, ...] = ()) -> Stage:
+    """The export of `checkpoint_dir` to `out_dir`; `code`: modules besides the export package's that shape it."""
+    inputs, outputs = [Path(checkpoint_dir)], [Path(out_dir)]
+    return Stage("export", Path(out_dir).name, root, inputs=inputs, outputs=outputs, code=(*_CODE, *code))
 
 
 def cached_export(checkpoint_dir: str | Path, out_dir: str | Path, *, root: Path) -> str:

@@ -30,14 +30,16 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from xlm_core.checkpoint import load_checkpoint, save_checkpoint
+from xlm_core.checkpoint import load_checkpoint, read_progress, save_checkpoint
 from xlm_core.config import PipelineConfig, to_dict
 from xlm_core.data.binarize import BinarizedSet, load_binarized
 from xlm_core.data.dictionary import EOS_INDEX, NUM_SPECIALS, PAD_INDEX, Dictionary
 from xlm_core.evaluation.xnli import NLI_LABELS, accuracy_metrics, card_results_markdown, correct_and_total
+from xlm_core.export.cached import export_stage
 from xlm_core.export.classifier import classifier_from_checkpoint, export_classifier_checkpoint
 from xlm_core.export.importer import load_pretrained
 from xlm_core.model import XLMArchitecture, XLMForSequenceClassification
+from xlm_core.stage_cache import run_stage
 from xlm_core.train.distributed import all_reduce_sums, rank_and_world
 from xlm_core.train.loop import TrainHooks
 from xlm_core.train.optim import fused_available
@@ -54,6 +56,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+# Modules beyond the export package whose code shapes the classifier export (its card, its results table).
+_EXPORT_CODE = ("xlm_core.export.classifier", "xlm_core.evaluation.xnli", "xlm_core.train.finetune")
 
 SELECTION_METRIC = "valid_avg_acc"
 
@@ -400,12 +405,20 @@ def _save(
     return save_checkpoint(directory, saved, to_dict(cfg), extra_files=[vocab_root / "dict.txt", vocab_root / "codes"])
 
 
-def export_finetuned(checkpoint_dir: str | Path, out_dir: str | Path) -> dict[str, Any]:
+def export_finetuned(checkpoint_dir: str | Path, out_dir: str | Path, *, root: Path | None = None) -> dict[str, Any]:
     """Export the selected fine-tuning checkpoint as a transformers `XLMForSequenceClassification`
-    whose model card carries the XNLI table; returns the export path and the selected epoch's metrics."""
-    _, _, state, _ = classifier_from_checkpoint(checkpoint_dir)
+    whose model card carries the XNLI table; returns the export path and the selected epoch's metrics.
+
+    With `root` (the work directory) the export is a cached stage: an unchanged checkpoint reuses it.
+    """
+    # The selected epoch is in progress.json; older checkpoints need the whole state loaded.
+    state = read_progress(Path(checkpoint_dir)) or classifier_from_checkpoint(checkpoint_dir)[2]
     best, epoch = state["best"], state["best_epoch"]
-    path = export_classifier_checkpoint(
-        checkpoint_dir, out_dir, results_markdown=card_results_markdown(best, epoch=epoch)
-    )
-    return {"export_dir": str(path), "epoch": epoch, "metrics": best}
+
+    def write() -> str:
+        markdown = card_results_markdown(best, epoch=epoch)
+        return str(export_classifier_checkpoint(checkpoint_dir, out_dir, results_markdown=markdown))
+
+    stage = export_stage(checkpoint_dir, out_dir, root=root, code=_EXPORT_CODE) if root is not None else None
+    path = write() if stage is None else run_stage(stage, write)
+    return {"export_dir": path, "epoch": epoch, "metrics": best}

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xlm_core.checkpoint import PROGRESS_FILE
 from xlm_core.config import PipelineConfig, config_from_dict, config_hash, to_dict
 from xlm_core.io import file_digest
 from xlm_core.paths import WorkLayout
@@ -93,6 +94,11 @@ def _keep_best_callback(metric_keys: list[str]) -> Any:
                 fs.delete_dir(old)
 
     return KeepBestPerMetric()
+
+
+def _storage(cfg: PipelineConfig) -> str:
+    """Where Ray Train keeps runs: `checkpoint.storage_path` (a directory or a URI), else the work directory's."""
+    return cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
 
 
 def ray_run_name(cfg: PipelineConfig) -> str:
@@ -182,7 +188,7 @@ def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None)
 
 def best_pretraining_checkpoint(cfg: PipelineConfig) -> str | None:
     """The best checkpoint (first validation metric) of this config's pretraining run in local storage, if any."""
-    storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
+    storage = _storage(cfg)
     if "://" in storage:
         return None
     path = Path(storage) / ray_run_name(cfg) / f"best-{cfg.train.validation_metrics[0].lstrip('_')}"
@@ -235,7 +241,7 @@ def _fit(cfg: PipelineConfig, loop_config: dict[str, Any], name: str, validation
     from ray.train.torch import TorchTrainer
 
     ensure_ray(cfg)
-    storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
+    storage = _storage(cfg)
     metric_keys = [m.lstrip("_") for m in validation_metrics]
     metric = validation_metrics[0]
     score_key, mode = metric.lstrip("_"), ("min" if metric.startswith("_") else "max")
@@ -304,11 +310,16 @@ def finished_run(
 
     import pyarrow.fs
 
-    storage = cfg.checkpoint.storage_path or str(WorkLayout(cfg.workdir).ray_storage)
+    storage = _storage(cfg)
     name = name or ray_run_name(cfg)
     max_epochs = cfg.train.max_epochs if max_epochs is None else max_epochs
     metrics_spec = validation_metrics or cfg.train.validation_metrics
-    fs, root = pyarrow.fs.FileSystem.from_uri(storage if "://" in storage else str(Path(storage).resolve()))
+    remote = "://" in storage
+    fs, root = pyarrow.fs.FileSystem.from_uri(storage if remote else str(Path(storage).resolve()))
+
+    def as_uri(path: str) -> str:  # pyarrow paths drop the scheme of remote storage
+        return f"{storage.split('://')[0]}://{path}" if remote else path
+
     run_dir = posixpath.join(root, name)
     found = fs.get_file_info(pyarrow.fs.FileSelector(run_dir, allow_not_found=True))
     checkpoints = sorted(
@@ -317,7 +328,7 @@ def finished_run(
     if not checkpoints:
         return None
     try:
-        with fs.open_input_stream(posixpath.join(checkpoints[-1], "progress.json")) as stream:
+        with fs.open_input_stream(posixpath.join(checkpoints[-1], PROGRESS_FILE)) as stream:
             progress = json.loads(stream.read().decode("utf-8"))
     except FileNotFoundError:
         return None  # a checkpoint from before progress.json existed: let Ray Train resume it
@@ -328,10 +339,10 @@ def finished_run(
     for key in (m.lstrip("_") for m in metrics_spec):
         path = posixpath.join(run_dir, f"best-{key}")
         if fs.get_file_info(path).type == pyarrow.fs.FileType.Directory:
-            best[key] = path if "://" not in storage else f"{storage.split('://')[0]}://{path}"
-    latest = checkpoints[-1] if "://" not in storage else f"{storage.split('://')[0]}://{checkpoints[-1]}"
+            best[key] = as_uri(path)
+    latest = as_uri(checkpoints[-1])
     best_path = best.get(score_key, latest)
-    if "://" in storage:
+    if remote:
         import ray.train
 
         local = WorkLayout(cfg.workdir).root / "checkpoints" / name / f"best-{score_key}"
