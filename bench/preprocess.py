@@ -1,7 +1,8 @@
 """Sentences per second of tokenize + BPE + binarize: the project's pipeline against XLM's original way.
 
-Both runs process the same ~50k lines of real English text (this machine's man pages, then its gettext
-msgids) with the same BPE codes and dictionary (learned once, untimed):
+Both runs process the same ~50k lines of real English text (the man pages, then the gettext msgids, of
+the pinned demo sources: `xlm_core/data/demo_sources.py`) with the same BPE codes and dictionary
+(learned once, untimed):
 
 - ours: `tokenize_file` (process pool, `--workers`), `apply_bpe` (sharded `fast applybpe`), `binarize`
   (block-vectorised, memory-mapped `.npy`);
@@ -35,7 +36,8 @@ import numpy as np
 
 from xlm_core.data.binarize import binarize, load_binarized
 from xlm_core.data.bpe import apply_bpe, fast_binary, get_vocab, learn_bpe
-from xlm_core.data.demo_mirror import catalog_pairs
+from xlm_core.data.demo_catalogs import catalog_pairs
+from xlm_core.data.demo_sources import ensure_demo_sources
 from xlm_core.data.dictionary import NUM_SPECIALS, UNK_INDEX, Dictionary
 from xlm_core.data.tokenize import tokenize_file
 
@@ -43,9 +45,11 @@ _TROFF = re.compile(r"\\f[A-Z]|\\f\(..|\\s[-+]?\d|\\[&|^]|\\\(..|\\\*.")
 
 
 def build_corpus(n_lines: int) -> list[str]:
-    """Real English lines: man page prose (troff requests dropped, escapes removed), then gettext msgids."""
+    """Real English lines: prose of the pinned man pages (troff requests dropped, escapes removed), then
+    the English msgids of the pinned gettext catalogs."""
     lines: list[str] = []
-    for path in sorted(Path("/usr/share/man/man1").glob("*.1.gz")):
+    man_root = ensure_demo_sources().man_root  # English pages: man1/ … man8/ (French ones are under fr/)
+    for path in sorted(p for p in man_root.glob("man*/*.gz") if not p.is_symlink()):
         with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 if line.startswith((".", "'")):

@@ -20,8 +20,8 @@ from tasks.tracking import finish_pipeline_run, mark_pipeline_run_failed, publis
 def xlm_pipeline(config_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     config = resolve_config(config_path, overrides)
     run_id = start_pipeline_run(config)
-    prepare_data(config_path, overrides, run_id)
-    trained = pretrain(config_path, overrides, run_id)
+    prepared = prepare_data(config_path, overrides, run_id)
+    trained = pretrain(config_path, overrides, run_id, wait_for=[prepared])
     exported = export(config, trained["best_checkpoint"], [trained["run_id"], run_id])
     finetuned = xnli_from_config(config, trained["best_checkpoint"], run_id) if config["xnli"]["enabled"] else None
     summary = publish_summary(config, run_id, trained, exported, finetuned)

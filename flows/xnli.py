@@ -1,5 +1,6 @@
-"""XNLI fine-tuning flow: prepare XNLI/MultiNLI with the model's own text processing, fine-tune on
-English on Ray Train, evaluate 15 languages every epoch, export the selected epoch.
+"""XNLI fine-tuning flow: prepare XNLI/MultiNLI/XNLI-MT with the model's own text processing, fine-tune
+on Ray Train (English, or the translations in translate-train), evaluate 15 languages every epoch
+(their English translations in translate-test), export the selected epoch.
 
 `xnli` is deployable on its own (config path + overrides; it opens its own MLflow pipeline run
 unless given one); `xnli_from_config` is what the master pipeline calls with its resolved config,
@@ -32,11 +33,12 @@ def xnli_from_config(
     config: dict[str, Any], checkpoint_dir: str | None, run_id: str, model: str | None = None
 ) -> dict[str, Any]:
     """Fine-tune `model`, else `xnli.model`, else `checkpoint_dir`; log into a child of MLflow run `run_id`."""
-    sources = nli_sources(config)
+    sources = nli_sources(config)  # the zips xnli.mode reads; None for the others, which fetch skips
     xnli_zip = fetch_nli(config, sources["xnli_url"])
     multinli_zip = fetch_nli(config, sources["multinli_url"])
+    xnli_mt_zip = fetch_nli(config, sources["xnli_mt_url"])
     vocab = model_vocab(config, model, checkpoint_dir)
-    text = read_nli(config, xnli_zip, multinli_zip, vocab["langs"])
+    text = read_nli(config, xnli_zip, multinli_zip, vocab["langs"], xnli_mt_zip)
     prepared = prepare_nli_unit.map(unmapped(config), text["units"], unmapped(vocab))
     trained = finetune_xnli(config, vocab, run_id, wait_for=[prepared])
     run_ids = [trained["run_id"], run_id]

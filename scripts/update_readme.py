@@ -1,4 +1,9 @@
-"""Regenerate the config reference section of README.md from the pydantic models."""
+"""Regenerate the config reference in docs/config-reference.md from the pydantic models.
+
+The generated tables sit between the two marker comments; everything else in the file is kept.
+`--check` changes nothing and exits non-zero when the file is stale (tests/unit/test_config.py).
+The name is historical: the reference used to live in README.md.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 
 from xlm_core.config_reference import reference_markdown
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "config-reference.md"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
 
 
@@ -18,8 +23,11 @@ def render(text: str) -> str:
 
 
 if __name__ == "__main__":
-    current = README.read_text(encoding="utf-8")
+    name = REFERENCE.relative_to(REFERENCE.parent.parent)
+    current = REFERENCE.read_text(encoding="utf-8")
+    if START not in current or END not in current:
+        sys.exit(f"{name} lacks the markers {START} ... {END}; restore them around the reference")
     updated = render(current)
     if "--check" in sys.argv:
-        sys.exit(0 if updated == current else "README.md config reference is stale: run scripts/update_readme.py")
-    README.write_text(updated, encoding="utf-8")
+        sys.exit(0 if updated == current else f"{name} config reference is stale: run scripts/update_readme.py")
+    REFERENCE.write_text(updated, encoding="utf-8")

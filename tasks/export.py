@@ -1,7 +1,8 @@
 """Export the best checkpoint to a Hugging Face directory and check it loads in transformers.
 
 Both steps are cached on the checkpoint's content (an unchanged rerun reuses the export). The export
-is uploaded to the training run only when its content changed; other runs link to it.
+is uploaded to the training run only when its content changed; other runs link to it. The log step
+also registers it in the model registry (`tasks.registry`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from prefect import task
 
 from tasks._common import typed
+from tasks.registry import register_export
 from tasks.tracking import attach_directory
 from xlm_core.export.cached import cached_export, cached_verify, export_stage, verify_stage
 from xlm_core.paths import WorkLayout
@@ -45,7 +47,11 @@ def verify_export(config: dict[str, Any], export_dir: str, checkpoint_dir: str) 
 
 
 @task(name="log-export")
-def log_export(config: dict[str, Any], export_dir: str, run_ids: list[str]) -> None:
+def log_export(config: dict[str, Any], export_dir: str, run_ids: list[str]) -> str | None:
     """Attach the export to the MLflow runs: the first (the training run) holds `hf_export`, uploaded
-    only when its content changed; the others (the pipeline run) link to it (`attach_directory`)."""
-    attach_directory(typed(config), export_dir, "hf_export", run_ids)
+    only when its content changed; the others (the pipeline run) link to it (`attach_directory`).
+    Then register it as the training run's model (`tasks.registry`, alias `best`; an unchanged export
+    is not registered again). Returns `models:/<name>@best`, or None (registration disabled, no runs)."""
+    cfg = typed(config)
+    attach_directory(cfg, export_dir, "hf_export", run_ids)
+    return register_export(cfg, export_dir, run_ids[0]) if run_ids else None

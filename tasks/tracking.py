@@ -6,8 +6,12 @@ Prefect flow run id and URL, so each side links to the other.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import shlex
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,8 @@ from prefect.runtime import flow_run
 
 from tasks._common import typed
 from xlm_core.config import PipelineConfig, flatten
+from xlm_core.data.clean import REASONS as CLEANING_REASONS
+from xlm_core.evaluation.report import is_report_metric, learned_markdown
 from xlm_core.paths import WorkLayout
 from xlm_core.stage_cache import content_digest
 
@@ -33,11 +39,14 @@ __all__ = [
     "log_stage_stats",
     "mark_pipeline_run_failed",
     "mlflow_run_url",
+    "prefect_run_url",
     "prefect_tags",
     "publish_data_report",
     "publish_summary",
     "publish_training_report",
+    "source_tags",
     "start_pipeline_run",
+    "stop_summary",
     "tag_flow_run",
     "trained_by_run",
 ]
@@ -45,6 +54,8 @@ __all__ = [
 PREFECT_RUN_ID = "prefect.flow_run_id"
 PREFECT_RUN_URL = "prefect.flow_run_url"
 MLFLOW_UI = "http://127.0.0.1:5000"  # where `make ui` / `mlflow ui` serve a local store
+PREFECT_UI = "http://127.0.0.1:4200"  # where `make ui` / `prefect server start` serve the Prefect UI
+_PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def client_for(cfg: PipelineConfig) -> MlflowClient:
@@ -63,20 +74,41 @@ def ensure_experiment(cfg: PipelineConfig) -> str:
     return client.create_experiment(cfg.mlflow_experiment, artifact_location=location)
 
 
+RESUMES_TAG = "xlm.resumes"
+
+
 def child_run(config: dict[str, Any], parent_run_id: str, ray_run: str, stage: str) -> tuple[str, bool]:
-    """The `stage` run of Ray Train run `ray_run` under `parent_run_id`: created (with the config as
-    params) on first use, reused on a retry. Returns the run id and whether it was just created."""
+    """The one `stage` run of Ray Train job `ray_run`, across pipeline runs and resumes.
+
+    Created (under `parent_run_id`, with the config as params) on first use. Found again by its tag
+    `xlm.ray_run_name` whatever pipeline run asks (a rerun with a raised max_epochs, a retry): that
+    run is reopened, its `xlm.resumes` counter goes up by one and `xlm.resumed_by` names the asking
+    pipeline run, so a job's metrics stay on one run and one step axis. Returns the run id and
+    whether it was just created.
+    """
     cfg = typed(config)
     client = client_for(cfg)
     experiment_id = ensure_experiment(cfg)
     found = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`xlm.ray_run_name` = '{ray_run}'",
+        filter_string=f"tags.`xlm.ray_run_name` = '{ray_run}'",
+        order_by=["attributes.start_time ASC"],  # the run that started the job (older versions made one per parent)
         max_results=1,
     )
     if found:
-        return found[0].info.run_id, False
-    tags = prefect_tags() | {"mlflow.parentRunId": parent_run_id, "xlm.stage": stage, "xlm.ray_run_name": ray_run}
+        run = found[0]
+        resumes = int(run.data.tags.get(RESUMES_TAG, "0")) + 1
+        client.set_tag(run.info.run_id, RESUMES_TAG, str(resumes))
+        client.set_tag(run.info.run_id, "xlm.resumed_by", parent_run_id)
+        if run.info.status != "RUNNING":
+            client.update_run(run.info.run_id, status="RUNNING")
+        return run.info.run_id, False
+    tags = prefect_tags() | {
+        "mlflow.parentRunId": parent_run_id,
+        "xlm.stage": stage,
+        "xlm.ray_run_name": ray_run,
+        RESUMES_TAG: "0",
+    }
     run = client.create_run(experiment_id, run_name=stage, tags=tags)
     log_params(client, run.info.run_id, config)
     return run.info.run_id, True
@@ -93,13 +125,40 @@ def trained_by_run(cfg: PipelineConfig, ray_run: str) -> str | None:
     return found[0].info.run_id if found else None
 
 
+def prefect_run_url() -> str | None:
+    """The current flow run's page. Prefect builds it from its UI setting, which the ephemeral API
+    leaves unset (the URL then starts with "None"): use the local UI's address instead."""
+    if not flow_run.id:
+        return None
+    url = flow_run.ui_url
+    if not url or not str(url).startswith(("http://", "https://")):
+        url = f"{PREFECT_UI}/runs/flow-run/{flow_run.id}"
+    return str(url)
+
+
+@functools.lru_cache(maxsize=1)
+def source_tags() -> dict[str, str]:
+    """What produced the run: the git commit (and whether the tree had local changes), the entry
+    point and the command line, under MLflow's own tag names where it has them."""
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": sys.argv[0], "xlm.command": shlex.join(sys.argv)}
+    try:
+        git = ["git", "-C", str(_PROJECT_ROOT)]
+        commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        status = subprocess.run([*git, "status", "--porcelain"], capture_output=True, text=True, timeout=10, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return tags  # not a git checkout (an installed package): no commit to record
+    tags["mlflow.source.git.commit"] = commit.stdout.strip()
+    tags["xlm.git.dirty"] = str(bool(status.stdout.strip())).lower()
+    return tags
+
+
 def prefect_tags() -> dict[str, str]:
-    tags = {}
+    """Links to the Prefect flow run and the run's source, for every MLflow run the flow creates."""
+    tags = dict(source_tags())  # a copy: the cached dict stays as it is
     if flow_run.id:
         tags[PREFECT_RUN_ID] = str(flow_run.id)
         tags["prefect.flow_run_name"] = str(flow_run.name)
-        if flow_run.ui_url:
-            tags[PREFECT_RUN_URL] = str(flow_run.ui_url)
+        tags[PREFECT_RUN_URL] = prefect_run_url() or ""
     return tags
 
 
@@ -167,7 +226,14 @@ def start_pipeline_run(config: dict[str, Any], stage: str = "pipeline") -> str:
     return run.info.run_id
 
 
+def _cleaning_columns(cleaned: dict[str, Any] | None) -> dict[str, Any]:
+    """What the cleaning stage kept and removed, per filter (None in every column when it was off)."""
+    cleaned = cleaned if cleaned and cleaned.get("enabled") else {}
+    return {"kept": cleaned.get("kept")} | {f"removed_{r}": cleaned.get(f"removed_{r}") for r in CLEANING_REASONS}
+
+
 def _corpus_rows(languages: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per corpus: lines extracted (read), kept and removed by each cleaning filter, then split."""
     rows = []
     for language in languages:
         extract, split = language["extract"], language["split"]
@@ -176,10 +242,13 @@ def _corpus_rows(languages: list[dict[str, Any]], pairs: list[dict[str, Any]]) -
                 "corpus": f"Wikipedia {extract['lang']}",
                 "dump": extract.get("dump_date"),
                 "articles": extract.get("articles"),
-                "lines": split.get("lines"),
+                "lines": extract.get("lines"),
+                **_cleaning_columns(language.get("clean")),
                 "train": split.get("train"),
                 "valid": split.get("valid"),
                 "test": split.get("test"),
+                "valid_articles": split.get("valid_articles"),
+                "test_articles": split.get("test_articles"),
                 "MB": round((language["dump"].get("size") or 0) / 2**20, 1),
             }
         )
@@ -191,9 +260,12 @@ def _corpus_rows(languages: list[dict[str, Any]], pairs: list[dict[str, Any]]) -
                 "dump": None,
                 "articles": None,
                 "lines": read.get("pairs"),
+                **_cleaning_columns(pair.get("clean")),
                 "train": split.get("train"),
                 "valid": split.get("valid"),
                 "test": split.get("test"),
+                "valid_articles": None,
+                "test_articles": None,
                 "MB": None,
             }
         )
@@ -208,7 +280,10 @@ def publish_data_report(
     create_table_artifact(
         key="xlm-corpus-stats",
         table=_corpus_rows(languages, pairs),
-        description=f"Corpora of experiment {typed(config).experiment.name}: lines per split after extraction.",
+        description=(
+            f"Corpora of experiment {typed(config).experiment.name}: lines extracted (pairs read), kept and removed "
+            "by each cleaning filter (empty when cleaning is off), then lines (and Wikipedia articles) per split."
+        ),
     )
     samples = prepared["codes"].get("sample_lines") or {}
     rows = [
@@ -217,6 +292,8 @@ def publish_data_report(
             "sentences": item.get("sentences"),
             "tokens": item.get("tokens"),
             "unk_rate_%": round(100 * float(item.get("unk_rate", 0.0)), 4),
+            "empty": item.get("empty_sentences"),
+            "longest": item.get("longest_sentence"),
         }
         for item in prepared["binarized"]
     ]
@@ -229,25 +306,54 @@ def publish_data_report(
             f"{prepared['dictionary']['size']} entries (MLflow run {run_id})."
         ),
     )
+    _publish_pair_filter(config, prepared.get("filtered") or [])
+
+
+def _publish_pair_filter(config: dict[str, Any], filtered: list[dict[str, Any]]) -> None:
+    """Prefect table: per pair and split, the pairs removed (empty side, side above max_len) and kept."""
+    if not filtered:
+        return
+    columns = ("pairs", "removed_empty", "removed_long", "kept", "longest_side", "longest_kept_side")
+    create_table_artifact(
+        key="xlm-pair-filter",
+        table=[{"set": f"{item['split']}.{item['pair']}"} | {k: item.get(k) for k in columns} for item in filtered],
+        description=(
+            f"Sentence pairs removed before training and evaluation, on every split: an empty side, or a side "
+            f"longer than objectives.max_len={typed(config).objectives.max_len} BPE tokens."
+        ),
+    )
+
+
+def stop_summary(stop: dict[str, Any] | None) -> str:
+    """One sentence on how training ended, from the loop's stop record (MLflow tags `xlm.stop.*`)."""
+    if not stop:
+        return "Training end not recorded."
+    how = "Stopped early" if stop.get("early") else "Finished"
+    metric = f" on {stop['metric']}" if stop.get("early") and stop.get("metric") else ""
+    return f"{how}{metric} after epoch {stop.get('epoch')}: {stop.get('reason')}."
 
 
 @task(name="publish-training-report")
 def publish_training_report(config: dict[str, Any], trained: dict[str, Any]) -> None:
-    """Prefect artifacts: validation/test results of the training run, with a link to its MLflow run."""
+    """Prefect artifacts: validation/test results of the training run, how it ended (as the MLflow
+    tags `xlm.stop.*` say), with a link to its MLflow run."""
     cfg = typed(config)
     metrics = trained.get("metrics") or {}
     rows = [
         {"metric": key, "value": round(float(value), 4)}
         for key, value in sorted(metrics.items())
-        if key.startswith(("valid_", "test_")) and key.endswith(("_ppl", "_acc"))
+        if is_report_metric(key) or key.startswith("stopping_")
     ]
     url = mlflow_run_url(cfg, trained["run_id"])
     create_table_artifact(
         key="xlm-training-results",
         table=rows,
-        description=f"Ray Train run {trained.get('run_name')}; MLflow training run: {url}",
+        description=f"Ray Train run {trained.get('run_name')}. {stop_summary(trained.get('stop'))} "
+        f"MLflow training run: {url}",
     )
     create_link_artifact(key="mlflow-training-run", link=url, link_text=f"MLflow training run {trained['run_id']}")
+    if learned := learned_markdown(metrics):
+        create_markdown_artifact(key="xlm-what-the-model-learned", markdown=learned)
 
 
 @task(name="log-stage-stats")
@@ -266,6 +372,15 @@ def log_stage_stats(config: dict[str, Any], run_id: str, stage: str, stats: Any)
                 metrics.append(mlflow.entities.Metric(name, float(value), 0, 0))
     for start in range(0, len(metrics), 500):
         client.log_batch(run_id, metrics=metrics[start : start + 500])
+    # Values a stage resolved at run time (e.g. the Wikipedia dump date behind `latest`) are params.
+    params = [
+        mlflow.entities.Param(key, str(value))
+        for record in records
+        if isinstance(record, dict)
+        for key, value in (record.get("mlflow_params") or {}).items()
+    ]
+    if params:
+        client.log_batch(run_id, params=params)
     client.log_dict(run_id, stats, f"stages/{stage}.json")
 
 
@@ -294,7 +409,7 @@ def publish_summary(
         "mlflow_pipeline_run_url": mlflow_run_url(cfg, run_id),
         "mlflow_training_run_id": trained.get("run_id"),
         "best_checkpoint": trained.get("best_checkpoint"),
-        "registered_model": trained.get("registered_model"),
+        "registered_model": exported.get("registered_model"),  # registered by the export flow's log step
         "export_dir": exported["export_dir"],
         "max_abs_logit_diff": exported["max_abs_logit_diff"],
         "training_resumed": trained.get("resumed"),

@@ -9,6 +9,7 @@ Everything in `state.pt` is tensors and plain Python values, so it loads with `w
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
 from pathlib import Path
@@ -19,11 +20,31 @@ import torch
 
 from xlm_core.io import atomic_open, atomic_path
 
-__all__ = ["capture_rng_state", "load_checkpoint", "read_progress", "restore_rng_state", "save_checkpoint"]
+__all__ = [
+    "CheckpointError",
+    "capture_rng_state",
+    "load_checkpoint",
+    "read_progress",
+    "restore_rng_state",
+    "save_checkpoint",
+]
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 PROGRESS_FILE = "progress.json"
+_FIX = "pass a checkpoint directory written by training (state.pt + config.json), e.g. the previous epoch's"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint directory is missing, unreadable, corrupt or not one of this pipeline's; names the file."""
+
+
+def error_summary(error: BaseException, lines: int = 1) -> str:
+    """The first `lines` lines of an exception's message (or its type), short enough for a one-line error."""
+    text = " ".join(line.strip() for line in str(error).strip().splitlines()[:lines]) or type(error).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
@@ -41,6 +62,9 @@ def capture_rng_state(generator: torch.Generator | None = None) -> dict[str, Any
     }
     if generator is not None:
         state["generator"] = generator.get_state().tolist()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # Dropout on a GPU draws from the CUDA generators: an exact resume restores them too.
+        state["cuda"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
     return state
 
 
@@ -52,6 +76,15 @@ def restore_rng_state(state: dict[str, Any], generator: torch.Generator | None =
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
     if generator is not None and "generator" in state:
         generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+    if "cuda" in state and torch.cuda.is_available():
+        if len(state["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in state["cuda"]])
+        else:
+            logger.warning(
+                "CUDA RNG states saved for %d devices, %d visible: not restored",
+                len(state["cuda"]),
+                torch.cuda.device_count(),
+            )
 
 
 def save_checkpoint(
@@ -80,11 +113,29 @@ def read_progress(directory: Path) -> dict[str, Any] | None:
 
 
 def load_checkpoint(directory: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Return `(state, config)` from a checkpoint directory."""
+    """Return `(state, config)` from a checkpoint directory; CheckpointError names the file at fault."""
     directory = Path(directory)
-    state_path = directory / STATE_FILE
-    if not state_path.exists():
-        raise FileNotFoundError(f"{directory} is not a training checkpoint: {STATE_FILE} is missing")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+    state_path, config_path = directory / STATE_FILE, directory / CONFIG_FILE
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: no such checkpoint directory; {_FIX}")
+    if not state_path.is_file():
+        raise CheckpointError(f"{directory} is not a training checkpoint: {STATE_FILE} is missing; {_FIX}")
+    try:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        raise CheckpointError(f"{state_path}: cannot read it ({error.strerror or error_summary(error)})") from error
+    except Exception as error:  # torch raises RuntimeError, UnpicklingError, EOFError ... for a damaged file
+        raise CheckpointError(
+            f"{state_path}: not a readable PyTorch checkpoint, truncated or corrupt ({error_summary(error)}); {_FIX}"
+        ) from error
+    if not isinstance(state, dict) or not {"model", "arch"} <= state.keys():
+        raise CheckpointError(f"{state_path}: not a checkpoint of this pipeline (no model and arch entries); {_FIX}")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise CheckpointError(f"{directory} is not a training checkpoint: {CONFIG_FILE} is missing; {_FIX}") from error
+    except (OSError, ValueError) as error:  # ValueError: bad JSON or UTF-8
+        raise CheckpointError(f"{config_path}: not a readable JSON config ({error_summary(error)}); {_FIX}") from error
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{config_path}: expected the experiment config (a JSON object); {_FIX}")
     return state, config

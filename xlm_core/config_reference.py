@@ -1,12 +1,13 @@
 """The config reference (every section and key with type, default and description) as Markdown.
 
-Generated from the pydantic models, so README.md's reference cannot drift from the code
-(`scripts/update_readme.py`, checked by a test).
+Generated from the pydantic models, so the reference in docs/config-reference.md cannot drift from
+the code (`scripts/update_readme.py`, checked by a test).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -34,6 +35,11 @@ def reference_markdown() -> str:
 def _type_name(annotation: Any) -> str:
     text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
     text = text or str(annotation).replace("typing.", "").replace("xlm_core.config.", "")
+    # Validators in Annotated[...] types print as `AfterValidator(func=<function ... at 0x...>)`: drop
+    # them, so the reference is the same on every run.
+    text = re.sub(
+        r"Annotated\[(.*?), (?:AfterValidator|BeforeValidator)\(func=<function .*? at 0x[0-9a-f]+>\)\]", r"\1", text
+    )
     return text.replace("|", "or")
 
 

@@ -4,7 +4,9 @@
   downloads/wikipedia/<lang>wiki-<date>-pages-articles.xml.bz2
   downloads/opus/<Corpus>-<version>-<l1>-<l2>.txt.zip
   text/mono/<lang>.all                      extracted Wikipedia, one paragraph per line
+  text/mono/<lang>.docs                     line count of each article of <lang>.all, one a line
   text/para/<pair>.<lang>.all               parallel side, line-aligned
+  clean/mono/<lang>.{all,docs}  clean/para/<pair>.<lang>.all   cleaned text (when cleaning.enabled)
   split/mono/<lang>.<split>                 split = train | valid | test
   split/para/<pair>.<lang>.<split>
   tok/...                                   same names, tokenized (+ lowercased)
@@ -16,12 +18,17 @@
   ray/                                      Ray Train storage (checkpoints)
   mlflow.db  mlartifacts/                   embedded MLflow store
   export/                                   Hugging Face directory
+
+Languages and pairs become file names: every method taking one checks it (`xlm_core.names`), so a
+name such as `../../x` is a ValueError, never a file outside the work directory.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from xlm_core.names import check_lang, check_pair
 
 __all__ = ["SPLITS", "WorkLayout"]
 
@@ -37,12 +44,19 @@ class WorkLayout:
     def downloads(self) -> Path:
         return self.root / "downloads"
 
-    # text stages: stage in {"text", "split", "tok", "bpe"}
+    # text stages: stage in {"text", "clean", "split", "tok", "bpe"}
     def mono(self, stage: str, lang: str, split: str = "all") -> Path:
+        check_lang(lang, "work layout: lang")
         return self.root / stage / "mono" / f"{lang}.{split}"
 
     def para(self, stage: str, pair: str, lang: str, split: str = "all") -> Path:
+        _check_side(pair, lang)
         return self.root / stage / "para" / f"{pair}.{lang}.{split}"
+
+    def articles(self, stage: str, lang: str) -> Path:
+        """Line count of each Wikipedia article of `mono(stage, lang)`, one integer a line."""
+        check_lang(lang, "work layout: lang")
+        return self.root / stage / "mono" / f"{lang}.docs"
 
     @property
     def codes(self) -> Path:
@@ -58,6 +72,10 @@ class WorkLayout:
 
     def binarized(self, split: str, lang: str, pair: str | None = None) -> Path:
         """Prefix of a binarized set; the files are `<prefix>.tokens.npy` etc."""
+        if pair:
+            _check_side(pair, lang)
+        else:
+            check_lang(lang, "work layout: lang")
         name = f"{split}.{pair}.{lang}" if pair else f"{split}.{lang}"
         return self.root / "bin" / name
 
@@ -76,3 +94,12 @@ class WorkLayout:
     @property
     def export(self) -> Path:
         return self.root / "export"
+
+    def error_report(self, run_name: str) -> Path:
+        """Where the driver writes the full traceback of a training run that failed for good."""
+        return self.root / "logs" / f"{run_name}.error.txt"
+
+
+def _check_side(pair: str, lang: str) -> None:
+    if lang not in check_pair(pair, "work layout: pair"):
+        raise ValueError(f"work layout: language {lang!r} is not a side of pair {pair!r}")

@@ -15,6 +15,7 @@ import psutil
 import pytest
 from mlflow import MlflowClient
 
+from xlm_core.checkpoint import read_progress
 from xlm_core.train.ray_launcher import launch, ray_run_name
 
 pytestmark = pytest.mark.slow
@@ -64,7 +65,8 @@ def test_killed_worker_resumes_from_last_checkpoint(prepared, ray_session, tmp_p
     assert killed, "no Ray Train worker was found to kill"
     assert outcome.metrics["epoch"] == cfg.train.max_epochs - 1
     history = client.get_metric_history(run_id, "valid_mlm_ppl")
-    assert sorted(m.step for m in history) == list(range(cfg.train.max_epochs))
+    # one point per epoch (none repeated after the restart), at the global update count
+    assert sorted(m.step for m in history) == [40 * (e + 1) for e in range(cfg.train.max_epochs)]
     from xlm_core.checkpoint import load_checkpoint
 
     state, _ = load_checkpoint(Path(outcome.latest_checkpoint))
@@ -95,15 +97,58 @@ def test_interrupted_run_resumed_by_name_equals_uninterrupted_run(prepared, ray_
             assert resumed.metrics[key] == pytest.approx(value, rel=1e-5), key
 
 
+def test_worker_killed_mid_epoch_resumes_from_the_mid_epoch_checkpoint(prepared, ray_session, tmp_path):
+    """Checkpoints every 7 updates (20 per epoch) go through Ray Train's report: a worker killed after
+    the first one restarts from the latest mid-epoch checkpoint, and the run ends as an uninterrupted
+    one without mid-epoch checkpoints, with one MLflow point per epoch and per logging window."""
+    cfg = prepared.model_copy(deep=True)
+    cfg.train.steps_per_epoch, cfg.train.max_epochs = 20, 2
+    cfg.tracking.system_metrics = False
+    cfg.checkpoint.storage_path = str(tmp_path / "straight")
+    straight = launch(cfg, run_id=None, tracking_uri=None)
+
+    chunked = cfg.model_copy(deep=True)
+    chunked.checkpoint.every_updates = 7
+    chunked.checkpoint.num_to_keep = 2
+    chunked.scaling.max_failures = 2
+    chunked.checkpoint.storage_path = str(tmp_path / "killed")
+    chunked.tracking.tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(chunked.tracking_uri)
+    experiment = client.create_experiment("mid", artifact_location=(tmp_path / "artifacts").as_uri())
+    run_id = client.create_run(experiment).info.run_id
+    killed: list[int] = []
+    watcher = threading.Thread(
+        target=_kill_a_worker_after_first_checkpoint, args=(tmp_path / "killed" / ray_run_name(chunked), killed)
+    )
+    watcher.start()
+    outcome = launch(chunked, run_id=run_id, tracking_uri=chunked.tracking_uri)
+    watcher.join()
+
+    assert killed, "no Ray Train worker was found to kill"
+    assert ray_run_name(chunked) == ray_run_name(cfg)  # checkpoint settings do not change what is trained
+    for key, value in straight.metrics.items():
+        if key.startswith(("valid_", "test_")):
+            assert outcome.metrics[key] == pytest.approx(value, rel=1e-5), key
+    assert sorted(m.step for m in client.get_metric_history(run_id, "valid_mlm_ppl")) == [20, 40]
+    windows = [m.step for m in client.get_metric_history(run_id, "lr")]
+    assert sorted(windows) == sorted(set(windows))  # windows redone after the restart are not logged twice
+    kept = [p for p in (tmp_path / "killed" / ray_run_name(chunked)).glob("checkpoint_*") if p.is_dir()]
+    assert len(kept) == 2  # the latest num_to_keep, mid-epoch ones included
+    assert Path(outcome.best_checkpoints["valid_mlm_ppl"]).is_dir()  # the best copy survives the retention
+
+
 def test_stopping_criterion_stops_all_workers_at_the_right_evaluation(prepared, ray_session, tmp_path):
     """`valid_mlm_ppl` without `_` means higher is better; perplexity falls every epoch, so with patience
-    2 the criterion fires at the third evaluation, and both workers stop there."""
+    2 the criterion fires, as the original's `decrease_counts > decrease_counts_max`, at the fourth
+    evaluation (three in a row without a new best), and both workers stop there. The MLflow run says
+    when, on which metric and why."""
     cfg = prepared.model_copy(deep=True)
     cfg.train.steps_per_epoch = 20
     cfg.train.max_epochs = 8
     cfg.train.stopping_criterion = "valid_mlm_ppl,2"
     cfg.tracking.system_metrics = False
     cfg.checkpoint.storage_path = str(tmp_path / "ray")
+    cfg.checkpoint.save_periodic = 2  # the original's --save_periodic: epochs 0 and 2 kept apart
     cfg.tracking.tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(cfg.tracking_uri)
     experiment = client.create_experiment("stop", artifact_location=(tmp_path / "artifacts").as_uri())
@@ -114,12 +159,24 @@ def test_stopping_criterion_stops_all_workers_at_the_right_evaluation(prepared, 
     history = sorted(client.get_metric_history(run_id, "valid_mlm_ppl"), key=lambda m: m.step)
     values = [m.value for m in history]
     assert values == sorted(values, reverse=True), "perplexity should fall every epoch for this test to hold"
-    assert [m.step for m in history] == [0, 1, 2]
+    assert [m.step for m in history] == [20, 40, 60, 80]  # epochs 0-3, at the global update count
     from xlm_core.checkpoint import load_checkpoint
 
     state, _ = load_checkpoint(Path(outcome.latest_checkpoint))
-    assert state["train_state"]["stopped"] and state["train_state"]["stopping"]["bad_evals"] == 2
-    assert state["train_state"]["update"] == 3 * cfg.train.steps_per_epoch
+    assert state["train_state"]["stopped"] and state["train_state"]["stopping"]["bad_evals"] == 3
+    assert state["train_state"]["update"] == 4 * cfg.train.steps_per_epoch
+    bad = sorted(client.get_metric_history(run_id, "stopping_bad_evals"), key=lambda m: m.step)
+    assert [(m.step, m.value) for m in bad] == [(20, 0.0), (40, 1.0), (60, 2.0), (80, 3.0)]
+    best = client.get_metric_history(run_id, "stopping_best")
+    assert {m.value for m in best} == {values[0]}  # the first (highest) perplexity stays the best
+    tags = client.get_run(run_id).data.tags
+    assert tags["xlm.stop.early"] == "true" and tags["xlm.stop.metric"] == "valid_mlm_ppl"
+    assert tags["xlm.stop.epoch"] == "3"
+    assert "3 evaluations in a row" in tags["xlm.stop.reason"] and "patience 2" in tags["xlm.stop.reason"]
+    assert outcome.stop == {"early": True, "metric": "valid_mlm_ppl", "epoch": 3, "reason": tags["xlm.stop.reason"]}
+    run_dir = tmp_path / "ray" / ray_run_name(cfg)
+    assert sorted(p.name for p in run_dir.glob("periodic-*")) == ["periodic-0", "periodic-2"]
+    assert read_progress(run_dir / "periodic-2")["epoch"] == 3  # the checkpoint written after epoch 2
 
 
 def test_runs_on_an_existing_cluster_by_address(prepared, tmp_path):

@@ -1,7 +1,7 @@
 """The seed model cards' "get started" code runs verbatim against local tiny exports of each family.
 
-The snippets are copied below exactly as the cards give them (the scraped cards in the shared seeds
-folder lose the line breaks of two copies; `extract_snippet` restores them and the first test checks
+The snippets are copied below exactly as the cards give them (the scraped cards in the folder named by
+$XLM_SEED_CARDS lose the line breaks of two copies; `extract_snippet` restores them and the first test checks
 the copies here against the cards when that folder is present). Only the hub id string is replaced
 by the local export path. The xlm-mlm-100-1280 and xlm-mlm-tlm-xnli15-1024 cards have no code (the
 first says "More information needed", the second points to the multilingual-inference docs), so

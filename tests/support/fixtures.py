@@ -1,4 +1,5 @@
-"""Builders of small fixture files in the exact published layouts (see docs data-sources.md §4-5).
+"""Builders of small fixture files in the exact published layouts (docs/data-sources.md, "OPUS" to
+"MultiNLI 1.0").
 
 - XNLI 1.0 zip: `XNLI-1.0/xnli.{dev,test}.{tsv,jsonl}` + README, 19-column TSV with header.
 - XNLI-MT 1.0 zip: `XNLI-MT-1.0/multinli/multinli.train.{lang}.tsv` (`premise hypo label`,

@@ -15,6 +15,9 @@ Faults for a path are consumed in order, each for `times` requests:
   ignore_range  answer 200 with the whole file even when a Range was asked
   stall         sleep `delay` seconds, then hang up without answering (recorded with status 0);
                 with `after_bytes`, pause that long mid-body instead
+  drip          send the headers, then the body `after_bytes` bytes at a time (default 1), `delay`
+                seconds apart (a server that never trips a per-read timeout but never finishes)
+  drip_headers  send the status line, then one byte of a header line every `delay` seconds, forever
 
 `routes` map a path to a function of the parsed query string returning (status, content type,
 body), for endpoints such as the OPUS API (`/opusapi/?corpus=...`); faults apply to them too.
@@ -37,7 +40,7 @@ from typing import Literal
 
 __all__ = ["Fault", "FileServer", "Request", "serve"]
 
-FaultKind = Literal["status", "drop", "truncate", "ignore_range", "stall"]
+FaultKind = Literal["status", "drop", "truncate", "ignore_range", "stall", "drip", "drip_headers"]
 Route = Callable[[dict[str, list[str]]], tuple[int, str, bytes]]
 
 
@@ -132,6 +135,13 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
                 time.sleep(fault.delay)
                 self.close_connection = True
                 return
+            if fault and fault.kind == "drip_headers":
+                self._record(path, 200)
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while True:  # ends when the client hangs up (BrokenPipeError, handled by do_GET)
+                    self.wfile.write(b"a")
+                    self.wfile.flush()
+                    time.sleep(fault.delay)
             if fault and fault.kind == "status":
                 self._record(path, fault.status)
                 self.send_error(fault.status)
@@ -174,6 +184,13 @@ def _make_handler(server_state: FileServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
             self.end_headers()
             if not body:
+                return
+            if fault and fault.kind == "drip":
+                step = fault.after_bytes or 1
+                for start in range(0, len(payload), step):
+                    self.wfile.write(payload[start : start + step])
+                    self.wfile.flush()
+                    time.sleep(fault.delay)
                 return
             if fault and fault.kind in ("drop", "truncate", "stall") and payload:
                 cut = fault.after_bytes if fault.after_bytes is not None else len(payload) // 2

@@ -1,5 +1,5 @@
-"""XNLI fixtures: XNLI-1.0 and MultiNLI zips in the real formats with a learnable rule, and a tiny
-15-language pretrained model export to fine-tune (random weights; its BPE covers the fixture text)."""
+"""XNLI fixtures: XNLI-1.0, MultiNLI and XNLI-MT zips in the real formats with a learnable rule, and a
+tiny 15-language pretrained model export to fine-tune (random weights; its BPE covers the fixture text)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,15 @@ def _words() -> list[str]:
     return [*SPECIAL_WORDS, *(c + "@@" for c in letters), *letters, "ye@@", "yes", "no"]
 
 
+def _mt_tsv(rows: list[tuple[str, str, str]]) -> str:
+    body = "".join(f"{s1}\t{s2}\t{'contradictory' if label == 'contradiction' else label}\n" for s1, s2, label in rows)
+    return "premise\thypo\tlabel\n" + body
+
+
 def build_xnli_fixture(root: Path, *, train_pairs: int = 300, eval_pairs: int = 30) -> tuple[Path, Path]:
-    """Write `root/served/{XNLI-1.0.zip, multinli_1.0.zip}` and `root/pretrained` (an export); return both."""
+    """Write `root/served/{XNLI-1.0.zip, multinli_1.0.zip, XNLI-MT-1.0.zip}` and `root/pretrained` (an
+    export); return both. XNLI-MT holds a training set per language (other rows than MultiNLI's) and each
+    language's dev/test rows (the same pairs and labels as XNLI's) as its "English translations"."""
     dev = {lang: _rows(eval_pairs, seed=i) for i, lang in enumerate(XNLI_LANGS)}
     test = {lang: _rows(eval_pairs, seed=100 + i) for i, lang in enumerate(XNLI_LANGS)}
     served = root / "served"
@@ -62,6 +69,12 @@ def build_xnli_fixture(root: Path, *, train_pairs: int = 300, eval_pairs: int = 
         served / "multinli_1.0.zip",
         {"multinli_1.0/": None, "multinli_1.0/multinli_1.0_train.txt": multinli_txt(train), "__MACOSX/": None},
     )
+    mt: dict[str, str | bytes | None] = {"XNLI-MT-1.0/": None, "XNLI-MT-1.0/multinli/": None, "XNLI-MT-1.0/xnli/": None}
+    for i, lang in enumerate(XNLI_LANGS):
+        mt[f"XNLI-MT-1.0/multinli/multinli.train.{lang}.tsv"] = _mt_tsv(_rows(train_pairs // 3, seed=200 + i))
+        mt[f"XNLI-MT-1.0/xnli/xnli.dev.{lang}.tsv"] = _mt_tsv(dev[lang])
+        mt[f"XNLI-MT-1.0/xnli/xnli.test.{lang}.tsv"] = _mt_tsv(test[lang])
+    write_zip(served / "XNLI-MT-1.0.zip", mt | {"__MACOSX/": None})
     torch.manual_seed(0)
     arch = tiny_arch(len(_words()), n_langs=len(XNLI_LANGS), dropout=0.0, attention_dropout=0.0)
     (root / "codes").write_text(CODES, encoding="utf-8")
@@ -88,6 +101,7 @@ def xnli_overrides(root: Path, server_url: str, **xnli: object) -> dict[str, obj
         "xnli.enabled": True,
         "xnli.xnli_url": f"{server_url}/XNLI-1.0.zip",
         "xnli.multinli_url": f"{server_url}/multinli_1.0.zip",
+        "xnli.xnli_mt_url": f"{server_url}/XNLI-MT-1.0.zip",
         "xnli.lr_encoder": 2e-3,
         "xnli.lr_classifier": 2e-3,
     } | {f"xnli.{key}": value for key, value in xnli.items()}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.support.real_text import man_lines
 from xlm_core.data import binarize as binarize_module
 from xlm_core.data.binarize import binarize, binarized_paths, decode, load_binarized
 from xlm_core.data.bpe import apply_bpe, get_vocab, learn_bpe
@@ -20,15 +20,8 @@ from xlm_core.data.tokenize import normalize_and_tokenize
 def bpe_text(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(BPE'd real English text with a few blank lines, its fastBPE vocabulary)."""
     root = tmp_path_factory.mktemp("bin")
-    lines: list[str] = []
-    for path in sorted(Path("/usr/share/man/man1").glob("*.gz")):
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
-            lines += [line for line in handle if not line.startswith((".", "'")) and len(line.split()) >= 3]
-        if len(lines) >= 800:
-            break
-    if len(lines) < 800:
-        pytest.skip("not enough man page text")
-    tokenized = [normalize_and_tokenize(line, "en", lowercase=False) for line in lines[:800]]
+    lines = man_lines("en", 800, min_words=3)  # the pinned man pages
+    tokenized = [normalize_and_tokenize(line, "en", lowercase=False) for line in lines]
     tokenized[10] = tokenized[500] = ""
     (root / "en.tok").write_text("".join(x + "\n" for x in tokenized), encoding="utf-8")
     learn_bpe(root / "en.tok", root / "codes", 300)
@@ -49,6 +42,8 @@ def test_round_trip_and_layout(bpe_text: tuple[Path, Path], tmp_path: Path, monk
         "tokens": n_words,
         "unk_tokens": 0,
         "unk_rate": 0.0,
+        "empty_sentences": sum(1 for line in lines if not line.split()),
+        "longest_sentence": max(len(line.split()) for line in lines),
         "dtype": "uint16",
         "vocab_size": len(dico),
     }

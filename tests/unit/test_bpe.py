@@ -1,8 +1,7 @@
-"""fastBPE wrappers on real text (man pages), α-sampling, and id parity with transformers' XLMTokenizer."""
+"""fastBPE wrappers on real text (the pinned man pages), α-sampling, and id parity with transformers' XLMTokenizer."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from pathlib import Path
@@ -10,29 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support.real_text import man_lines
 from xlm_core.data.bpe import apply_bpe, count_lines, fast_binary, get_vocab, learn_bpe, sample_for_bpe
 from xlm_core.data.dictionary import NUM_SPECIALS, Dictionary
 from xlm_core.data.tokenize import normalize_and_tokenize
-
-_TROFF = re.compile(r"\\f[A-Z]|\\f\(..|\\s[-+]?\d|\\[&|^]|\\\(..|\\\*.")
-
-
-def man_lines(directory: str, n: int, *, skip: int = 0) -> list[str]:
-    """Real prose from rendered man page sources (lines of >= 4 words, troff escapes removed)."""
-    out: list[str] = []
-    for path in sorted(Path(directory).glob("*.gz")):
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.startswith((".", "'")):
-                    continue
-                line = " ".join(_TROFF.sub("", line).replace("\\-", "-").replace("\\e", "\\").split())
-                if len(line.split()) >= 4:
-                    out.append(line)
-        if len(out) >= n + skip:
-            break
-    if len(out) < n + skip:
-        pytest.skip(f"not enough man page text under {directory}")
-    return out[skip : skip + n]
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +20,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tokenized + lowercased en/fr text, BPE codes, BPE'd text and a vocabulary."""
     root = tmp_path_factory.mktemp("bpe")
     paths: dict[str, Path] = {"root": root}
-    for lang, directory in (("en", "/usr/share/man/man1"), ("fr", "/usr/share/man/fr/man1")):
-        lines = man_lines(directory, 1500)
+    for lang in ("en", "fr"):
+        lines = man_lines(lang, 1500)
         tok = root / f"{lang}.tok"
         tok.write_text("".join(normalize_and_tokenize(x, lang, lowercase=True) + "\n" for x in lines), encoding="utf-8")
         paths[lang] = tok
@@ -131,8 +111,8 @@ def test_sample_for_bpe_alpha_proportions(tmp_path: Path) -> None:
 
 
 def _export_hf_tokenizer(dico: Dictionary, codes: Path, out: Path) -> None:
-    """hf-compat.md §6.1: vocab.json from the dictionary ids (`xx@@` → `xx`, final `xx` → `xx</w>`),
-    merges.txt = the fastBPE codes file verbatim."""
+    """vocab.json from the dictionary ids (`xx@@` → `xx`, final `xx` → `xx</w>`), merges.txt = the fastBPE
+    codes file verbatim (docs/transformers-compatibility.md, "Tokenizer files")."""
     vocab = {}
     for index, word in enumerate(dico.words):
         key = word if index < NUM_SPECIALS else (word[:-2] if word.endswith("@@") else f"{word}</w>")
@@ -153,13 +133,12 @@ def test_ids_match_transformers_xlm_tokenizer(corpus: dict[str, Path], tmp_path:
         merges_file=str(tmp_path / "hf" / "merges.txt"),
         do_lowercase_and_remove_accent=True,
     )
-    directory = "/usr/share/man/man1" if lang == "en" else "/usr/share/man/fr/man1"
     extra = [
         "Wikipedia was used to train the model.",
         "Ça coûte 5,50\u00a0€ — l’été prochain, n’est-ce pas ?",
         "Zoë’s café: “naïve” résumé; ÉCOLE Straße.",
     ]
-    sentences = man_lines(directory, 150, skip=1500) + extra  # held-out text: unknown pieces occur too
+    sentences = man_lines(lang, 150, skip=1500) + extra  # held-out text: unknown pieces occur too
     raw = tmp_path / "sentences.tok"
     raw.write_text("".join(normalize_and_tokenize(s, lang, lowercase=True) + "\n" for s in sentences), encoding="utf-8")
     apply_bpe(raw, tmp_path / "sentences.bpe", corpus["codes"])

@@ -132,7 +132,9 @@ def test_parallel_rows_lengths_and_token_budget(para: tuple) -> None:
     for _ in range(60):
         (x1, len1), (x2, len2) = batch = next(data)
         assert x1.dtype == x2.dtype == len1.dtype == torch.int64 and x1.shape[0] == x2.shape[0] == len(len1)
-        assert x1.numel() + x2.numel() <= 400 or x1.shape[0] == 1
+        # The original counts real tokens (len1 + len2 per pair, both </s> pairs included, no padding):
+        # the batch's running sum stays within one multiple of the budget, the first pair aside.
+        assert int((len1 + len2).sum()) - int(len1[0] + len2[0]) < 400
         assert x1.shape[1] == int(len1.max()) and x2.shape[1] == int(len2.max())
         for x, lengths, side in ((x1, len1, side1), (x2, len2, side2)):
             for row, length, pid in zip(x.tolist(), lengths.tolist(), _pair_ids(batch), strict=True):
@@ -144,6 +146,30 @@ def test_parallel_rows_lengths_and_token_budget(para: tuple) -> None:
     kept = [i for i in range(400) if side1[i] and side2[i] and len(side1[i]) <= 30 and len(side2[i]) <= 30]
     epoch = seen[: len(kept)]
     assert sorted(epoch) == kept  # each kept pair exactly once per epoch; empty/long pairs dropped
+
+
+def test_token_budget_cuts_where_the_running_sum_of_real_lengths_crosses_it(para: tuple) -> None:
+    """`get_iterator` of the original: batch id = cumsum(len1 + len2 + 4) // tokens_per_batch over the
+    length-sorted pairs; padding is not counted, so a padded batch may exceed the budget."""
+    set1, set2, _, _ = para
+    data = ParallelDataset(set1, set2, tokens_per_batch=300, max_len=100, seed=0)
+    order = data.pairs[np.argsort(data.len1[data.pairs] + data.len2[data.pairs] + 4, kind="stable")]
+    expected: list[list[int]] = []
+    running, current = 0, None
+    for index in order.tolist():
+        running += int(data.len1[index] + data.len2[index] + 4)
+        if running // 300 != current:
+            expected.append([])
+            current = running // 300
+        expected[-1].append(index)
+    assert [b.tolist() for b in data._split_by_tokens(order)] == expected
+    padded = [len(b) * (data.len1[b].max() + data.len2[b].max() + 4) for b in data._split_by_tokens(order)]
+    assert max(padded) > 300  # the former padded-size budget would have cut these batches smaller
+    # One training epoch cuts the same way: equal-length pairs tie in a random order, but the sequence of
+    # lengths, hence every batch's lengths, is the same (the batches come shuffled).
+    batches = [next(data) for _ in range(len(expected))]
+    got = sorted(sorted((len1 + len2).tolist()) for (_, len1), (_, len2) in batches)
+    assert got == sorted(sorted(int(data.len1[i] + data.len2[i] + 4) for i in b) for b in expected)
 
 
 def test_parallel_fixed_batch_size_sharding_and_resume(para: tuple) -> None:
@@ -168,11 +194,15 @@ def test_parallel_fixed_batch_size_sharding_and_resume(para: tuple) -> None:
         assert all(torch.equal(a, b) for a, b in zip([*got[0], *got[1]], [*want[0], *want[1]], strict=True))
 
 
-def test_parallel_eval_is_ordered_and_unfiltered(para: tuple) -> None:
+def test_parallel_eval_is_ordered_and_filtered_like_training(para: tuple) -> None:
     set1, set2, side1, side2 = para
     data = ParallelDataset(set1, set2, batch_size=8, max_len=5)
     ids = [i for batch in data.eval_batches(50) for i in _pair_ids(batch)]
-    assert ids == [i for i in range(400) if side1[i] and side2[i]]
+    kept = [i for i in range(400) if side1[i] and side2[i] and len(side1[i]) <= 5 and len(side2[i]) <= 5]
+    assert ids == kept and kept
+    empty = sum(1 for i in range(400) if not side1[i] or not side2[i])
+    assert (data.counts.pairs, data.counts.removed_empty, data.counts.kept) == (400, empty, len(kept))
+    assert data.counts.removed_long == 400 - empty - len(kept)
 
 
 def test_parallel_misaligned_sets_refused(para: tuple, tmp_path: Path) -> None:
@@ -181,7 +211,7 @@ def test_parallel_misaligned_sets_refused(para: tuple, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="line-aligned"):
         ParallelDataset(set1, other)
     too_long = ParallelDataset(set1, para[1], max_len=1)
-    assert len(list(too_long.eval_batches(100))) == 4  # 386 non-empty pairs
+    assert too_long.counts.kept == 0 and list(too_long.eval_batches(100)) == []  # removed from evaluation too
     with pytest.raises(ValueError, match="max_len"):
         next(too_long)
 

@@ -76,8 +76,12 @@ def test_catalog_pairs_filters_and_normalises(tmp_path):
 def test_missing_language_names_the_directory(tmp_path):
     with pytest.raises(DemoMirrorError, match=str(tmp_path / "qq" / "LC_MESSAGES")):
         build_opus_zip("en-qq", tmp_path / "out", max_pairs=10, locale_root=tmp_path)
-    with pytest.raises(DemoMirrorError, match=str(tmp_path / "qq" / "man1")):
+    with pytest.raises(DemoMirrorError, match=str(tmp_path / "qq" / "man")):
         build_wikipedia_dump("qq", DATE, tmp_path / "out", max_pages=3, man_root=tmp_path)
+    with pytest.raises(DemoMirrorError, match="pinned wheels .*Django 5.2.8.*Fix:"):
+        build_opus_zip("en-qq", tmp_path / "out", max_pairs=10)
+    with pytest.raises(DemoMirrorError, match="manpages-qq"):
+        build_wikipedia_dump("qq", DATE, tmp_path / "out", max_pages=3)
     with pytest.raises(DemoMirrorError, match="en-<lang>"):
         build_opus_zip("de-fr", tmp_path / "out", max_pairs=10)
 

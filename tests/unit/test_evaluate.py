@@ -100,3 +100,13 @@ def test_mlm_evaluation_is_deterministic(export_dir: Path, tmp_path: Path) -> No
     assert math.isfinite(first.perplexity) and first.objective == "mlm"
     with pytest.raises(ValueError, match="not one of the model's languages"):
         _evaluate(export_dir, text_file, lang="de")
+
+
+def test_sentences_longer_than_the_positions_are_truncated_and_counted(export_dir: Path, tmp_path: Path) -> None:
+    """`</s> w1 .. wn </s>` must fit the 512 positions: n is cut to 510 pieces, and the cut is counted."""
+    text_file = tmp_path / "long.txt"
+    text_file.write_text("hello " * 600 + "\n\n" + "the cat\n" + "   \n", encoding="utf-8")
+    result = _evaluate(export_dir, text_file, objective="clm")
+    assert (result.num_sentences, result.num_skipped, result.num_truncated) == (2, 2, 1)
+    assert result.num_pred == (510 + 1) + (2 + 1)  # every position after the first, per sentence
+    assert "1 truncated" in result.summary()

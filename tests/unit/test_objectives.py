@@ -83,10 +83,73 @@ def test_sample_alpha_smoothing() -> None:
         mask_scores_V=scores_V,
         lengths_B=lengths_B,
     )
-    num_tokens = int((tokens_BT != PAD).sum()) - tokens_BT.shape[0]
-    assert targets_N.numel() == math.ceil(0.15 * num_tokens)
+    # As the original: ceil(word_pred x B x T) draws over the whole batch (padding included in the count).
+    assert targets_N.numel() == math.ceil(0.15 * tokens_BT.numel())
     assert not (targets_N < 14).any()  # specials (incl. </s> and pad) never drawn
     assert (targets_N == 15).float().mean() < 0.01
+
+
+def _inclusion_probabilities(weights: torch.Tensor, n: int) -> torch.Tensor:
+    """P(position i among n draws without replacement, probability ~ weight): for successive sampling
+    (torch.multinomial, the original's np.random.choice) 1 - exp(-w_i t), with t such that the
+    probabilities add up to n (exact as the batch grows)."""
+    w = weights.double()
+    lo, hi = 0.0, 1.0
+    while (1 - torch.exp(-w * hi)).sum() < n:
+        hi *= 2
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if (1 - torch.exp(-w * mid)).sum() < n else (lo, mid)
+    return 1 - torch.exp(-w * (lo + hi) / 2)
+
+
+def test_sample_alpha_masks_rare_words_as_the_scores_predict() -> None:
+    """Three word classes of counts 10000, 100 and 1 (scores 0.01, 0.1, 1 at alpha 0.5): each class is
+    masked at the rate the scores predict, so rare words far more often than with uniform masking."""
+    counts = [0] * 14 + [10_000] * 100 + [100] * 100 + [1] * 100
+    scores_V = mask_scores_from_counts(counts, 0.5)
+    generator = torch.Generator().manual_seed(3)
+    tokens_BT = torch.randint(14, 314, (64, 256), generator=generator)
+    tokens_BT[:, 0] = EOS  # position 0 (never a target) holds a score-0 token, as in sentence batches
+    _, pred_mask_BT, targets_N = mask_tokens(
+        tokens_BT, generator=torch.Generator().manual_seed(0), vocab_size=314, mask_scores_V=scores_V
+    )
+    assert targets_N.numel() == math.ceil(0.15 * tokens_BT.numel())
+    predicted_BT = _inclusion_probabilities(scores_V[tokens_BT].flatten(), targets_N.numel()).view_as(tokens_BT)
+    chi2 = 0.0
+    rates = []
+    for lo in (14, 114, 214):
+        in_class = (tokens_BT >= lo) & (tokens_BT < lo + 100)
+        observed = int(pred_mask_BT[in_class].sum())
+        expected = float(predicted_BT[in_class].sum())
+        chi2 += (observed - expected) ** 2 / expected
+        assert abs(observed - expected) < 4 * math.sqrt(expected), (lo, observed, expected)  # 4 sigma
+        rates.append(observed / int(in_class.sum()))
+    assert chi2 < 13.8  # 2 degrees of freedom, p = 0.001 (draws without replacement vary less than that)
+    frequent, middle, rare = rates
+    assert frequent < 0.02 < middle < 0.15 < rare  # uniform masking would give each 0.15
+
+
+def test_target_count_rounded_to_a_multiple_of_8() -> None:
+    """The original's fp16 rule: n1 targets become max(n1 % 8, 8 * (n1 // 8)), dropping the first ones."""
+    tokens_BT, lengths_B = padded_batch([37, 30, 12, 5])
+    for seed in range(10):
+        plain = mask_tokens(tokens_BT, generator=torch.Generator().manual_seed(seed), vocab_size=V, word_pred=0.4)[1]
+        rounded = mask_tokens(
+            tokens_BT, generator=torch.Generator().manual_seed(seed), vocab_size=V, word_pred=0.4, round_to_8=True
+        )[1]
+        n1 = int(plain.sum())
+        assert int(rounded.sum()) == max(n1 % 8, 8 * (n1 // 8))
+        dropped = plain.flatten().nonzero().squeeze(1)[: n1 - int(rounded.sum())]
+        kept = plain.flatten().clone()
+        kept[dropped] = False
+        assert torch.equal(rounded.flatten(), kept)
+    small_BT = tokens_BT[:2, :4]  # 6 eligible positions: fewer than 8 targets are kept as they are
+    plain = mask_tokens(small_BT, generator=torch.Generator().manual_seed(1), vocab_size=V, word_pred=0.5)[1]
+    few = mask_tokens(
+        small_BT, generator=torch.Generator().manual_seed(1), vocab_size=V, word_pred=0.5, round_to_8=True
+    )
+    assert 0 < int(few[1].sum()) < 8 and torch.equal(few[1], plain)
 
 
 def test_eval_mask_deterministic_and_layout() -> None:

@@ -3,7 +3,6 @@ uninterrupted run; peak memory does not grow with the input. Inputs are real man
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import signal
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.real_text import man_source_lines
 from xlm_core.data.binarize import binarize, binarized_paths
 from xlm_core.data.bpe import apply_bpe, learn_bpe
 from xlm_core.data.dictionary import Dictionary
@@ -25,17 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def man_text() -> bytes:
-    """`zcat /usr/share/man/man1/*.1.gz | grep -v '^\\.'`: real lines (troff markup left in), non-blank."""
-    lines: list[bytes] = []
-    for path in sorted(Path("/usr/share/man/man1").glob("*.1.gz")):
-        with gzip.open(path, "rb") as handle:
-            lines.extend(line for line in handle if not line.startswith(b".") and line.strip())
-        if len(lines) >= 20_000:
-            break
-    if len(lines) < 5_000:
-        pytest.skip("not enough man pages on this machine")
-    text = b"".join(line if line.endswith(b"\n") else line + b"\n" for line in lines)
-    return text.decode("utf-8", "replace").encode("utf-8")
+    """Real lines of the pinned English man pages (troff markup left in, request lines dropped), non-blank."""
+    return man_source_lines(20_000, min_lines=5_000)
 
 
 def _repeat(text: bytes, n_bytes: int) -> bytes:

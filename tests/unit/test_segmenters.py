@@ -1,11 +1,9 @@
-"""Per-language tokenization on real text (gettext catalogs): the fast normaliser equals sacremoses,
+"""Per-language tokenization on real text (the pinned gettext catalogs): the fast normaliser equals sacremoses,
 the zh/ja/th segmenters, and id parity with transformers' XLMTokenizer in nine languages."""
 
 from __future__ import annotations
 
-import gzip
 import json
-import re
 import sys
 import types
 from pathlib import Path
@@ -13,49 +11,18 @@ from pathlib import Path
 import pytest
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
 
+from tests.support.real_text import catalog_lines, man_lines
 from xlm_core.data.bpe import apply_bpe, get_vocab, learn_bpe, sample_for_bpe
-from xlm_core.data.demo_mirror import catalog_pairs
 from xlm_core.data.dictionary import NUM_SPECIALS, Dictionary
 from xlm_core.data.tokenize import _PunctNormalizer, lowercase_and_remove_accent, normalize_and_tokenize
 
-LOCALES = {
-    "en": "fr",
-    "fr": "fr",
-    "de": "de",
-    "ru": "ru",
-    "el": "el",
-    "ar": "ar",
-    "vi": "vi",
-    "zh": "zh_CN",
-    "th": "th",
-}
+LANGS = ("en", "fr", "de", "ru", "el", "ar", "vi", "zh", "th")
 N_TRAIN, N_HELD_OUT = 1200, 150
-_TROFF = re.compile(r"\\f[A-Z]|\\f\(..|\\s[-+]?\d|\\[&|^]|\\\(..|\\\*.")
-
-
-def man_lines(directory: str, n: int) -> list[str]:
-    """Real English prose from man page sources (troff requests dropped, escapes removed)."""
-    out: list[str] = []
-    for path in sorted(Path(directory).glob("*.gz")):
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if not line.startswith((".", "'")):
-                    line = " ".join(_TROFF.sub("", line).replace("\\-", "-").split())
-                    if len(line.split()) >= 3:
-                        out.append(line)
-        if len(out) >= n:
-            return out[:n]
-    pytest.skip(f"not enough man page text under {directory}")
 
 
 def real_lines(lang: str, n: int, *, skip: int = 0) -> list[str]:
-    """`n` distinct real segments of `lang` from the machine's gettext catalogs (en: the msgids)."""
-    pairs = catalog_pairs(LOCALES[lang])
-    lines = [english if lang == "en" else other for english, other in pairs]
-    lines = list(dict.fromkeys(lines))[skip : skip + n]
-    if len(lines) < n:
-        pytest.skip(f"only {len(lines)} gettext segments for {lang} on this machine")
-    return lines
+    """`n` distinct real segments of `lang` from the pinned gettext catalogs (en: the msgids)."""
+    return catalog_lines(lang, n, skip=skip)
 
 
 def _reference_chain(line: str, lang: str) -> str:
@@ -80,7 +47,7 @@ def test_full_chain_equals_sacremoses(lang: str) -> None:
     """Our normaliser and tokenizer subclasses against sacremoses itself on real lines (cased)."""
     lines = real_lines(lang, 2000, skip=500)
     if lang == "en":
-        lines += man_lines("/usr/share/man/man1", 3000)  # English prose: abbreviations, final periods
+        lines += man_lines("en", 3000, min_words=3)  # English prose: abbreviations, final periods
     mismatches = [x for x in lines if normalize_and_tokenize(x, lang, lowercase=False) != _reference_chain(x, lang)]
     assert not mismatches, mismatches[:3]
 
@@ -118,7 +85,8 @@ def test_segmenters(lang: str, text: str, expected: str) -> None:
 
 
 def test_thai_accent_removal_is_destructive() -> None:
-    # xlm-original.md §14.4: Thai vowel/tone marks are Mn; keep tokenization.lowercase off for th
+    # docs/original-xlm.md, "Lowercasing and accent removal": Thai vowel/tone marks are Mn; keep
+    # tokenization.lowercase off for th
     pytest.importorskip("pythainlp")
     assert normalize_and_tokenize("ภาษาไทย ที่นี่", "th", lowercase=True) == "ภาษาไทย ทน"
 
@@ -130,7 +98,7 @@ def bpe_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         pytest.importorskip(module)
     root = tmp_path_factory.mktemp("segmenters")
     toks: dict[str, Path] = {}
-    for lang in LOCALES:
+    for lang in LANGS:
         lines = real_lines(lang, N_TRAIN)
         toks[lang] = root / f"{lang}.tok"
         toks[lang].write_text(
@@ -145,7 +113,7 @@ def bpe_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     get_vocab(bpes, root / "vocab")
     dico = Dictionary.from_vocab(root / "vocab")
     vocab = {}
-    for index, word in enumerate(dico.words):  # hf-compat.md §6.1
+    for index, word in enumerate(dico.words):  # docs/transformers-compatibility.md, "Tokenizer files"
         key = word if index < NUM_SPECIALS else (word[:-2] if word.endswith("@@") else f"{word}</w>")
         assert key not in vocab
         vocab[key] = index
@@ -177,7 +145,8 @@ def test_ids_match_transformers(bpe_model: dict[str, object], lang: str) -> None
     sentences = real_lines(lang, N_HELD_OUT, skip=N_TRAIN)  # held out: unknown pieces occur too
     ours = _our_ids(bpe_model, lang, sentences, f"held-{lang}")
     hf = _hf_tokenizer(bpe_model)
-    # hf-compat.md §6.4: the language only reaches _tokenize when passed to it directly
+    # the language only reaches _tokenize when passed to it directly (docs/transformers-compatibility.md,
+    # "Pre-tokenization and the `lang` argument")
     theirs = [hf.convert_tokens_to_ids(hf._tokenize(s, lang=lang)) for s in sentences]
     mismatches = [(s, a, b) for s, a, b in zip(sentences, ours, theirs, strict=True) if a != b]
     assert not mismatches, mismatches[:3]
@@ -212,5 +181,5 @@ def test_ids_vs_transformers_zh_with_rjieba(bpe_model: dict[str, object]) -> Non
         if same:
             assert a == b
     equal = sum(a == b for a, b in zip(ours, theirs, strict=True))
-    # measured on this machine's catalogs: see the report; most sentences agree
+    # measured on the pinned catalogs: most sentences agree
     assert equal >= 0.8 * len(sentences), f"only {equal}/{len(sentences)} zh sentences agree with rjieba"

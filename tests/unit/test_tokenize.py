@@ -68,7 +68,7 @@ def test_only_single_spaces_remain() -> None:
 
 
 def test_lowercase_and_remove_accent_matches_xlm_table() -> None:
-    # xlm-original.md §3.2 (verified outputs), with NFC afterwards
+    # the original's outputs (docs/original-xlm.md, "Lowercasing and accent removal"), with NFC afterwards
     assert lowercase_and_remove_accent("Café Ünïcode İstanbul ß") == "cafe unicode istanbul ß"
     assert lowercase_and_remove_accent("Ελληνικά Άλφα") == "ελληνικα αλφα"
     assert lowercase_and_remove_accent("Ёлка й") == "елка и"

@@ -3,8 +3,11 @@
 The root model `PipelineConfig` and the loading functions live here; its sections are in
 `xlm_core.config.sections` and are re-exported.
 
-`load_config(path, overrides)` is the only function that reads configuration files.
-Every model forbids unknown keys, so a typo fails with the dotted key named.
+`load_config(path, overrides)` is the only function that reads configuration files
+(`xlm_core.config.yaml_loader`: a repeated key is an error, only true/false are booleans).
+Every model forbids unknown keys, so a typo fails with the dotted key named, and types are strict:
+an int field takes whole numbers only, a bool field true/false only. Overrides are typed by the
+field they set (`xlm_core.config.overrides`).
 Model field names match transformers' `XLMConfig`, so export is a copy.
 """
 
@@ -16,9 +19,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from xlm_core.config.cleaning import CleaningConfig, resolve_filters
+from xlm_core.config.limits import position_limit_problems
+from xlm_core.config.overrides import apply_overrides, parse_override_items, suggest_key
 from xlm_core.config.sections import (
     BPEConfig,
     CheckpointConfig,
@@ -39,9 +44,11 @@ from xlm_core.config.sections import (
     _Section,
     _split_lang_pair,
 )
+from xlm_core.config.yaml_loader import load_yaml
 
 __all__ = [
     "CheckpointConfig",
+    "CleaningConfig",
     "ConfigError",
     "DataConfig",
     "ExperimentConfig",
@@ -81,6 +88,7 @@ class PipelineConfig(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
     xnli: XNLIConfig = Field(default_factory=XNLIConfig)
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)
 
     @model_validator(mode="after")
     def _check_cross(self) -> PipelineConfig:
@@ -99,6 +107,33 @@ class PipelineConfig(_Section):
         for metric in self.train.validation_metrics:
             if not metric.lstrip("_").startswith(("valid_", "test_")):
                 raise ValueError(f"train.validation_metrics: {metric!r} must name a valid_/test_ metric")
+        return self
+
+    @model_validator(mode="after")
+    def _check_cleaning(self) -> PipelineConfig:
+        for lang in self.cleaning.langs:
+            if lang not in self.data.mono:
+                raise ValueError(
+                    f"cleaning.langs.{lang}: {lang!r} has no Wikipedia data (data.langs / data.mono_langs); "
+                    "remove the entry or fix the language"
+                )
+        corpora = {item.corpus for item in self.data.parallel}
+        for name in sorted(corpora):  # cleaning.parallel, with each configured corpus's kind
+            resolve_filters(self.cleaning, corpus=name)
+        for name in self.cleaning.corpora:
+            if name not in corpora:
+                raise ValueError(
+                    f"cleaning.corpora.{name}: no corpus {name!r} in data.parallel (names: {sorted(corpora)}); "
+                    "remove the entry or fix its name"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _check_positions(self) -> PipelineConfig:
+        """Every length the config allows must fit the position table (one error lists them all)."""
+        problems = position_limit_problems(self.model, self.objectives, self.xnli)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     # Derived values used across stages.
@@ -130,61 +165,51 @@ class PipelineConfig(_Section):
         return self.tracking.experiment or self.experiment.name
 
 
-def _parse_value(raw: str) -> Any:
-    """Parse an override value with YAML rules (numbers, booleans, lists, null)."""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-
-
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
-    """`["model.emb_dim=512", ...]` -> `{"model.emb_dim": 512, ...}`."""
-    result: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value")
-        key, raw = item.split("=", 1)
-        result[key.strip()] = _parse_value(raw)
-    return result
+    """`["model.emb_dim=512", ...]` -> `{"model.emb_dim": 512, ...}`: keys checked against the schema
+    (a misspelt one gets the closest valid key), each value read by its field's type."""
+    return parse_override_items(PipelineConfig, items)
 
 
-def _apply_override(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = tree
-    for depth, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            prefix = ".".join(parts[: depth + 1])
-            raise ConfigError(f"override {dotted!r}: {prefix!r} is not a section")
-        node = child
-    node[parts[-1]] = value
+def _clean_message(message: str) -> str:
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
-def _format_errors(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
+def _format_errors(error: ValidationError, source: str, overridden: set[str] | frozenset[str] = frozenset()) -> str:
+    """One line: `invalid configuration in FILE: key: problem; key: problem`."""
+    problems = []
     for item in error.errors():
-        dotted = ".".join(str(p) for p in item["loc"]) or "(root)"
-        message = item["msg"]
+        dotted = ".".join(str(p) for p in item["loc"])
+        message = _clean_message(item["msg"])
         if item["type"] == "extra_forbidden":
-            message = "unknown key; check its spelling against the config reference in README.md"
+            hint = suggest_key(PipelineConfig, dotted) if not any(isinstance(p, int) for p in item["loc"]) else ""
+            message = f"unknown key{hint}; check its spelling against the config reference in README.md"
         elif item["type"] == "missing":
             message = "required key is missing"
-        lines.append(f"  {dotted}: {message}")
-    return "\n".join(lines)
+        elif item["type"] == "bool_type":
+            message = f"must be true or false (got {item['input']!r})"
+        elif item["type"] in ("int_type", "int_from_float"):
+            message = f"must be a whole number such as 3 (got {item['input']!r})"
+        elif item["type"].endswith(("_type", "_parsing")):
+            message = f"{message} (got {item['input']!r})"
+        if any(dotted == key or dotted.startswith(f"{key}.") for key in overridden):
+            message += " (set by an override)"
+        problems.append(message if not dotted or message.startswith(dotted) else f"{dotted}: {message}")
+    return f"invalid configuration in {source}: " + "; ".join(problems)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError as e:
-        raise ConfigError(f"config file not found: {path}") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"config file not found: {path}; check the path or name a preset in {PRESET_DIR}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e}); check the path") from e
+    data = load_yaml(text, str(path))
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (experiment:, data:, ...)")
     return data
 
 
@@ -196,7 +221,9 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     preset = PRESET_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
     if preset.exists():
         return preset
-    raise ConfigError(f"config file not found: {name_or_path} (nor a preset in {PRESET_DIR})")
+    raise ConfigError(
+        f"config file not found: {name_or_path} (nor a preset in {PRESET_DIR}); check the path or the preset name"
+    )
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None = None) -> PipelineConfig:
@@ -205,18 +232,19 @@ def load_config(path: str | Path, overrides: dict[str, Any] | list[str] | None =
     tree = _read_yaml(source)
     if isinstance(overrides, list):
         overrides = parse_overrides(overrides)
-    for key, value in (overrides or {}).items():
-        _apply_override(tree, key, value)
-    return config_from_dict(tree, source=str(source))
+    apply_overrides(PipelineConfig, tree, overrides or {})
+    return config_from_dict(tree, source=str(source), overridden=set(overrides or {}))
 
 
-def config_from_dict(tree: dict[str, Any], *, source: str = "<dict>") -> PipelineConfig:
+def config_from_dict(
+    tree: dict[str, Any], *, source: str = "<dict>", overridden: set[str] | None = None
+) -> PipelineConfig:
     """Validate a config tree; relative work and storage paths become absolute (against the cwd),
     so Ray workers, whose working directory differs, see the same files."""
     try:
         cfg = PipelineConfig.model_validate(tree)
     except ValidationError as e:
-        raise ConfigError(_format_errors(e, source)) from e
+        raise ConfigError(_format_errors(e, source, overridden or set())) from e
     cfg.experiment.workdir = str(cfg.workdir)
     storage = cfg.checkpoint.storage_path
     if storage and "://" not in storage:

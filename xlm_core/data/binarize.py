@@ -114,7 +114,9 @@ def binarize(text_path: str | Path, dictionary: Dictionary, out_prefix: str | Pa
     """Index a BPE-applied text file (one sentence per line, words separated by `' '`).
 
     Unknown words map to UNK and are counted; special tokens other than `<unk>` appearing as
-    words are dropped with a warning, as in XLM. A blank line is a zero-length sentence.
+    words are dropped with a warning, as in XLM. A blank line is a zero-length sentence (kept, so
+    the two sides of a pair stay line-aligned; `empty_sentences` counts them, `longest_sentence`
+    is the longest in tokens).
     `stats.json` is written last, so its presence marks a complete set.
 
     Returns:
@@ -126,7 +128,7 @@ def binarize(text_path: str | Path, dictionary: Dictionary, out_prefix: str | Pa
     paths = binarized_paths(out_prefix)
     paths["stats"].unlink(missing_ok=True)  # the completion marker goes first, so a failed re-run reads as incomplete
     dtype = np.dtype(np.uint16 if len(dictionary) < 65536 else np.int32)
-    n_sentences = n_tokens = n_unk = n_dropped = 0
+    n_sentences = n_tokens = n_unk = n_dropped = n_empty = longest = 0
     progress = ProgressLog(f"binarize {text_path.name}", log=logger)
     with (
         atomic_path(paths["tokens"]) as tokens_tmp,
@@ -151,6 +153,8 @@ def binarize(text_path: str | Path, dictionary: Dictionary, out_prefix: str | Pa
             n_tokens += len(ids)
             n_unk += int(np.count_nonzero(ids == UNK_INDEX))
             n_dropped += dropped
+            n_empty += int(np.count_nonzero(lengths == 0))
+            longest = max(longest, int(lengths.max(initial=0)))
             progress.update(len(lengths))
         tokens_out.finish()
         offsets_out.finish()
@@ -162,6 +166,8 @@ def binarize(text_path: str | Path, dictionary: Dictionary, out_prefix: str | Pa
         "tokens": n_tokens,
         "unk_tokens": n_unk,
         "unk_rate": n_unk / n_tokens if n_tokens else 0.0,
+        "empty_sentences": n_empty,
+        "longest_sentence": longest,
         "dtype": dtype.name,
         "vocab_size": len(dictionary),
     }

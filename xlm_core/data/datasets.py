@@ -3,7 +3,9 @@
 - `StreamDataset`: monolingual CLM/MLM stream batches `tokens_BT`, contiguous slices of the
   EOS-prefixed token stream; each rank owns a disjoint contiguous range of the slices.
 - `ParallelDataset`: TLM sentence-pair batches grouped by length; each rank owns a disjoint
-  strided subset of the pairs.
+  strided subset of the pairs. Empty pairs and pairs with a side above the given `max_len` (the
+  split's limit, `config.limits.pair_max_len`) are removed (`xlm_core.data.length_filter`);
+  `counts` says how many.
 
 Both are infinite, reshuffled each epoch from `(seed, rank, epoch)`, and resume exactly from
 `state_dict()`. `eval_batches()` is finite, unshuffled and unsharded. Nothing loads a corpus into
@@ -21,6 +23,7 @@ import torch
 
 from xlm_core.data.binarize import BinarizedSet
 from xlm_core.data.dictionary import EOS_INDEX, PAD_INDEX
+from xlm_core.data.length_filter import filter_pairs
 
 __all__ = ["ParallelDataset", "SentenceBatch", "StreamDataset", "batch_sentences", "sampling_probs"]
 
@@ -178,24 +181,27 @@ class ParallelDataset:
         self.tokens_per_batch, self.batch_size, self.max_len = tokens_per_batch, batch_size, max_len
         self.rank, self.world_size, self.seed = rank, world_size, seed
         self.len1, self.len2 = np.asarray(set1.lengths), np.asarray(set2.lengths)
-        self.pairs = np.flatnonzero((self.len1 > 0) & (self.len2 > 0))  # empty pairs are dropped everywhere
-        train = self.pairs
-        if max_len and max_len > 0:
-            train = train[(self.len1[train] <= max_len) & (self.len2[train] <= max_len)]
-        self.num_train_pairs = len(train)  # over all ranks: use this for sampling weights (same on every rank)
-        self.local = train[rank::world_size]
+        # One rule for every split (xlm_core.data.length_filter): empty pairs and pairs with a side
+        # longer than this split's max_len are removed and counted.
+        self.pairs, self.counts = filter_pairs(self.len1, self.len2, max_len)
+        self.num_train_pairs = len(self.pairs)  # over all ranks: use this for sampling weights (same on every rank)
+        self.local = self.pairs[rank::world_size]
         logger.info(
-            "ParallelDataset %s/%s: %d pairs, %d non-empty, %d within max_len=%s, %d on rank %d/%d",
+            "ParallelDataset %s/%s: %d pairs, removed %d empty and %d longer than max_len=%s, %d kept, "
+            "%d on rank %d/%d",
             set1.prefix.name,
             set2.prefix.name,
-            len(set1),
-            len(self.pairs),
-            len(train),
+            self.counts.pairs,
+            self.counts.removed_empty,
+            self.counts.removed_long,
             max_len,
+            self.counts.kept,
             len(self.local),
             rank,
             world_size,
         )
+        if self.counts.kept == 0:
+            logger.warning("ParallelDataset %s: no pair is left after filtering", set1.prefix)
         self.epoch, self.position = 0, 0
         self._batches: list[np.ndarray] | None = None
 
@@ -215,19 +221,15 @@ class ParallelDataset:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def _split_by_tokens(self, order: np.ndarray) -> list[np.ndarray]:
-        """Greedy cut so that B × (max len1 + 2 + max len2 + 2), the padded size of both sides,
-        stays ≤ tokens_per_batch (a single longer pair forms its own batch)."""
+        """Cut the length-sorted `order` as the original's `get_iterator` with `tokens_per_batch`: it
+        counts real tokens, not padding. A pair weighs len1 + len2 + 4 (both sides with their two
+        `</s>`, the TLM row's length); batch k holds the pairs whose running sum, divided by
+        tokens_per_batch, is k (so a batch holds about tokens_per_batch real tokens, a pair longer
+        than the budget forms its own batch)."""
         assert self.tokens_per_batch is not None
-        sizes1 = (self.len1[order] + 2).tolist()
-        sizes2 = (self.len2[order] + 2).tolist()
-        cuts, count, max1, max2 = [], 0, 0, 0
-        for pos, (s1, s2) in enumerate(zip(sizes1, sizes2, strict=True)):
-            new1, new2 = max(max1, s1), max(max2, s2)
-            if count and (count + 1) * (new1 + new2) > self.tokens_per_batch:
-                cuts.append(pos)
-                count, new1, new2 = 0, s1, s2
-            count, max1, max2 = count + 1, new1, new2
-        return np.split(order, cuts)
+        batch_ids = np.cumsum(self.len1[order] + self.len2[order] + 4) // self.tokens_per_batch
+        _, bounds = np.unique(batch_ids, return_index=True)
+        return np.split(order, bounds[1:])
 
     def __iter__(self) -> ParallelDataset:
         return self
@@ -264,7 +266,7 @@ class ParallelDataset:
         self.epoch, self.position, self._batches = int(state["epoch"]), int(state["position"]), None
 
     def _identity(self) -> dict[str, Any]:
-        return {
+        identity = {
             "seed": self.seed,
             "rank": self.rank,
             "world_size": self.world_size,
@@ -273,9 +275,14 @@ class ParallelDataset:
             "max_len": self.max_len,
             "num_pairs": len(self.local),
         }
+        if self.tokens_per_batch is not None:
+            # Token budgets once counted padded sizes: such a saved position would name other batches.
+            identity["budget_counts"] = "real tokens"
+        return identity
 
     def eval_batches(self, batch_size: int) -> Iterator[tuple[SentenceBatch, SentenceBatch]]:
-        """All non-empty pairs in file order (no max_len filter, unsharded), `batch_size` per batch."""
+        """The kept pairs (as for training: non-empty, no side above max_len) in file order, unsharded,
+        `batch_size` per batch."""
         if batch_size < 1:
             raise ValueError(f"eval_batches: batch_size must be >= 1 (got {batch_size})")
         for first in range(0, len(self.pairs), batch_size):

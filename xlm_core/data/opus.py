@@ -57,6 +57,9 @@ logger = logging.getLogger(__name__)
 LINE_SEPARATORS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
+_END = object()  # marks the end of the shorter side in write_aligned
+
+
 class OpusFormatError(ValueError):
     """A moses zip does not hold one aligned, readable pair of sides."""
 
@@ -193,6 +196,8 @@ def fetch_moses(
         dest: local path or fsspec URL (see `download_to`).
         base_url: a mirror of the object store; the API's URL is re-rooted there
             (`{base_url}/OPUS-{corpus}/...`) while its size is still checked.
+
+    The time limits are those of the enclosing `download.time_limits` block, if any.
     """
     release = opus_lookup(api_url, corpus, version, pair, timeout=timeout, retries=retries)
     url = release.url
@@ -223,12 +228,16 @@ def _pick_member(files: list[zipfile.ZipInfo], zip_path: Path, suffix: str, name
     return candidates[0]
 
 
-def decode_lines(handle: Iterable[bytes], member: str, counters: dict[str, int]) -> Iterator[str]:
+def decode_lines(handle: Iterable[bytes | None], member: str, counters: dict[str, int]) -> Iterator[str | None]:
     """UTF-8 lines split on b"\\n" only, other line separators turned into spaces.
 
-    Undecodable bytes are replaced and counted per member in `counters`.
+    Undecodable bytes are replaced and counted per member in `counters`. A None (a line the archive
+    reader dropped as too long) stays None, so the other side can drop its partner.
     """
     for raw in handle:  # binary iteration splits on b"\n" only
+        if raw is None:
+            yield None
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -238,41 +247,68 @@ def decode_lines(handle: Iterable[bytes], member: str, counters: dict[str, int])
 
 
 def write_aligned(
-    lines_1: Iterable[str], lines_2: Iterable[str], out_1: Path, out_2: Path, *, source: str, names: tuple[str, str]
+    lines_1: Iterable[str | None],
+    lines_2: Iterable[str | None],
+    out_1: Path,
+    out_2: Path,
+    *,
+    source: str,
+    names: tuple[str, str],
+    stats: dict[str, int] | None = None,
 ) -> int:
-    """Write two sides line by line (atomically); raise OpusFormatError if their lengths differ."""
-    count = 0
+    """Write two sides line by line (atomically); raise OpusFormatError if their lengths differ.
+
+    A pair with a None side (a line dropped as too long) is left out and counted in
+    `stats["dropped_long_pairs"]`. Returns the pairs written.
+    """
+    count = dropped = 0
     it_1, it_2 = iter(lines_1), iter(lines_2)
     progress = ProgressLog(f"read {source}", unit="pairs", log=logger)
     with atomic_open(out_1) as writer_1, atomic_open(out_2) as writer_2:
-        for line_1, line_2 in zip_longest(it_1, it_2):
-            if line_1 is None or line_2 is None:
-                rest_1 = sum(1 for _ in it_1) + (line_1 is not None)
-                rest_2 = sum(1 for _ in it_2) + (line_2 is not None)
+        for line_1, line_2 in zip_longest(it_1, it_2, fillvalue=_END):
+            if line_1 is _END or line_2 is _END:
+                rest_1 = sum(1 for _ in it_1) + (line_1 is not _END)
+                rest_2 = sum(1 for _ in it_2) + (line_2 is not _END)
                 raise OpusFormatError(
-                    f"{source}: sides are not aligned: {names[0]} has {count + rest_1} lines, "
-                    f"{names[1]} has {count + rest_2}; the archive is damaged or not in the expected layout"
+                    f"{source}: sides are not aligned: {names[0]} has {count + dropped + rest_1} lines, "
+                    f"{names[1]} has {count + dropped + rest_2}; the archive is damaged or not in the expected layout"
                 )
+            if line_1 is None or line_2 is None:
+                dropped += 1
+                continue
             writer_1.write(line_1 + "\n")
             writer_2.write(line_2 + "\n")
             count += 1
             progress.update()
     progress.done()
+    if stats is not None:
+        stats["dropped_long_pairs"] = stats.get("dropped_long_pairs", 0) + dropped
     return count
 
 
 def read_moses_zip(
-    zip_path: Path, pair: str, out_l1: Path, out_l2: Path, *, max_member_bytes: int | None = None
+    zip_path: Path,
+    pair: str,
+    out_l1: Path,
+    out_l2: Path,
+    *,
+    max_member_bytes: int | None = None,
+    max_ratio: float | None = None,
+    max_line_bytes: int | None = None,
+    stats: dict[str, int] | None = None,
 ) -> int:
     """Write the two sides of a moses zip to `out_l1`/`out_l2` (atomically); return the pair count.
 
     `pair` is `l1-l2` in the caller's order: `out_l1` receives the side of the first language
-    named in `pair`, whatever order OPUS uses inside the archive. `max_member_bytes` caps the
-    decompressed size of each side (`archives.ArchiveSizeError`).
+    named in `pair`, whatever order OPUS uses inside the archive. `max_member_bytes` and
+    `max_ratio` cap the decompressed size of each side (`archives.ArchiveSizeError`). A pair with a
+    side longer than `max_line_bytes` is left out, counted in `stats["dropped_long_pairs"]` and logged.
     """
     zip_path = Path(zip_path)
     a, b = sorted_pair(pair)
     first, second = pair.split("-")
+    caps = {"max_member_bytes": max_member_bytes, "max_ratio": max_ratio, "max_line_bytes": max_line_bytes}
+    counts: dict[str, int] = {}
     try:
         archive = archives.open_zip(zip_path)
         with archive:
@@ -282,20 +318,17 @@ def read_moses_zip(
             counters: dict[str, int] = {}
             name_1, name_2 = members[first].filename, members[second].filename
             with (
-                archives.read_zip_member(
-                    archive, members[first], path=zip_path, max_member_bytes=max_member_bytes
-                ) as in_1,
-                archives.read_zip_member(
-                    archive, members[second], path=zip_path, max_member_bytes=max_member_bytes
-                ) as in_2,
+                archives.read_zip_member(archive, members[first], path=zip_path, **caps) as in_1,
+                archives.read_zip_member(archive, members[second], path=zip_path, **caps) as in_2,
             ):
                 count = write_aligned(
-                    decode_lines(in_1, name_1, counters),
-                    decode_lines(in_2, name_2, counters),
+                    decode_lines(in_1.lines(), name_1, counters),
+                    decode_lines(in_2.lines(), name_2, counters),
                     out_l1,
                     out_l2,
                     source=str(zip_path),
                     names=(name_1, name_2),
+                    stats=counts,
                 )
     except archives.ArchiveSizeError:
         raise
@@ -303,4 +336,16 @@ def read_moses_zip(
         raise OpusFormatError(str(e)) from e
     for member, bad in counters.items():
         logger.warning("%s: %d lines of %s were not valid UTF-8 (bad bytes replaced)", zip_path, bad, member)
+    dropped = counts.get("dropped_long_pairs", 0)
+    if dropped:
+        longest = max(in_1.longest_dropped, in_2.longest_dropped)
+        logger.warning(
+            "%s: %d pairs left out, a side longer than %d bytes (max_line_bytes; the longest: %d bytes)",
+            zip_path,
+            dropped,
+            max_line_bytes,
+            longest,
+        )
+    if stats is not None:
+        stats["dropped_long_pairs"] = stats.get("dropped_long_pairs", 0) + dropped
     return count

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from xlm_core.config import PipelineConfig
+from xlm_core.config.limits import pair_max_len
 from xlm_core.data import bpe, tokenize
-from xlm_core.data.binarize import binarize, binarized_paths
+from xlm_core.data.binarize import binarize, binarized_paths, load_binarized
+from xlm_core.data.clean_stages import clean_mono, clean_para, clean_stage
 from xlm_core.data.dictionary import Dictionary
+from xlm_core.data.length_filter import pair_stats, write_pair_stats
 from xlm_core.data.source_stages import (
     STAGE_BUILDERS,
     extract_wikipedia,
@@ -38,14 +41,20 @@ __all__ = [
     "binarize_unit",
     "build_dictionary",
     "cache_key",
+    "clean_mono",
+    "clean_para",
     "extract_wikipedia",
     "fetch_opus",
+    "filter_pairs_unit",
     "fetch_wikipedia",
     "learn_bpe_codes",
+    "pair_units",
     "plan_data",
     "prepare_sources",
     "read_parallel",
     "run_all",
+    "run_sources",
+    "run_text_stages",
     "split_mono",
     "source_cache_key",
     "split_para",
@@ -60,11 +69,17 @@ TextUnit = dict[str, Any]  # {"lang": "en", "pair": "en-fr" | None, "split": "tr
 
 
 def plan_data(cfg: PipelineConfig) -> dict[str, Any]:
-    """What to fetch and prepare: monolingual languages, OPUS corpora per pair, text units."""
+    """What to fetch and prepare: monolingual languages, pairs and their OPUS corpora, text units."""
     corpora: dict[str, list[int]] = {pair: [] for pair in cfg.data.pairs}
     for index, item in enumerate(cfg.data.parallel):
         corpora["-".join(sorted(item.pair.split("-")))].append(index)
-    return {"mono": cfg.data.mono, "pair_corpora": corpora, "units": text_units(cfg)}
+    return {
+        "mono": cfg.data.mono,
+        "pairs": cfg.data.pairs,
+        "pair_corpora": corpora,
+        "units": text_units(cfg),
+        "pair_units": pair_units(cfg),
+    }
 
 
 def _layout(cfg: PipelineConfig) -> WorkLayout:
@@ -245,6 +260,67 @@ def binarize_unit(cfg: PipelineConfig, unit: TextUnit) -> dict[str, Any]:
     return run_stage(_binarize_stage(cfg, unit), compute)
 
 
+def pair_units(cfg: PipelineConfig) -> list[dict[str, str]]:
+    """Every (pair, split) whose two binarized sides the pair filter counts."""
+    return [{"pair": pair, "split": s, "label": f"{pair}.{s}"} for pair in cfg.data.pairs for s in SPLITS]
+
+
+def _pair_sides(cfg: PipelineConfig, unit: dict[str, str]) -> list[Path]:
+    layout = _layout(cfg)
+    return [layout.binarized(unit["split"], lang, unit["pair"]) for lang in unit["pair"].split("-")]
+
+
+def _pair_stats_path(cfg: PipelineConfig, unit: dict[str, str]) -> Path:
+    return _layout(cfg).root / "bin" / f"{unit['split']}.{unit['pair']}.pairs.json"
+
+
+def _filter_pairs_stage(cfg: PipelineConfig, unit: dict[str, str]) -> Stage:
+    return Stage(
+        "filter-pairs",
+        unit["label"],
+        cfg.workdir,
+        params={"max_len": pair_max_len(cfg.model, cfg.objectives, unit["split"])},
+        inputs=[binarized_paths(prefix)["offsets"] for prefix in _pair_sides(cfg, unit)],
+        outputs=[_pair_stats_path(cfg, unit)],
+        code=(*_DATA_CODE, "xlm_core.data.length_filter"),
+    )
+
+
+def filter_pairs_unit(cfg: PipelineConfig, unit: dict[str, str]) -> dict[str, Any]:
+    """Count what training will remove from one pair split (empty sides, sides above the split's
+    limit: objectives.max_len for train, `config.limits.pair_max_len` for valid/test).
+
+    Pairs are only filterable once both sides are binarized, so this runs after binarize; training
+    applies the same rule (`length_filter.filter_pairs`) when it loads the sets. The counts go to
+    `bin/<split>.<pair>.pairs.json` and are returned for MLflow and the Prefect data report.
+    """
+    out = _pair_stats_path(cfg, unit)
+
+    def compute() -> dict[str, Any]:
+        first, second = (load_binarized(prefix) for prefix in _pair_sides(cfg, unit))
+        if len(first) != len(second):
+            raise ValueError(
+                f"filter-pairs {unit['label']}: {first.prefix} has {len(first)} sentences, {second.prefix} "
+                f"{len(second)}; the sides must be line-aligned (re-run split-{unit['pair']} and binarize)"
+            )
+        max_len = pair_max_len(cfg.model, cfg.objectives, unit["split"])
+        stats = pair_stats(first.lengths, second.lengths, max_len)
+        write_pair_stats(out, stats)
+        logger.info(
+            "pairs %s: %d, removed %d empty and %d with a side above max_len=%d (longest side %d), %d kept",
+            unit["label"],
+            stats["pairs"],
+            stats["removed_empty"],
+            stats["removed_long"],
+            max_len,
+            stats["longest_side"],
+            stats["kept"],
+        )
+        return {"pair": unit["pair"], "split": unit["split"], "path": str(out), **stats}
+
+    return run_stage(_filter_pairs_stage(cfg, unit), compute)
+
+
 _STAGES = {
     **STAGE_BUILDERS,
     "tokenize": _tokenize_stage,
@@ -252,6 +328,8 @@ _STAGES = {
     "apply-bpe": _apply_bpe_stage,
     "dictionary": _dictionary_stage,
     "binarize": _binarize_stage,
+    "filter-pairs": _filter_pairs_stage,
+    "clean": clean_stage,
 }
 
 
@@ -260,7 +338,8 @@ def cache_key(stage: str, cfg: PipelineConfig, *args: Any) -> str | None:
     inputs, config, code and intact outputs can be reused; None (run it) otherwise."""
     if stage == "demo-mirror" and not cfg.data.demo_mirror:
         return None
-    return _STAGES[stage](cfg, *args).cache_key()
+    spec = _STAGES[stage](cfg, *args)
+    return None if spec is None else spec.cache_key()  # None: a stage switched off (cleaning)
 
 
 def run_all(cfg: PipelineConfig) -> dict[str, Any]:
@@ -268,14 +347,26 @@ def run_all(cfg: PipelineConfig) -> dict[str, Any]:
 
     For benchmarks, tests and debugging; the flow runs the same functions as tasks, in parallel.
     """
+    run_sources(cfg)
+    return run_text_stages(cfg)
+
+
+def run_sources(cfg: PipelineConfig) -> None:
+    """The source stages of `run_all`: download, extract, read, clean and split into train/valid/test text."""
     plan = plan_data(cfg)
     sources = prepare_sources(cfg)
     for lang in plan["mono"]:
         extract_wikipedia(cfg, lang, fetch_wikipedia(cfg, lang, sources["wikipedia"]))
+        clean_mono(cfg, lang)
         split_mono(cfg, lang)
     for pair, indices in plan["pair_corpora"].items():
-        read_parallel(cfg, pair, [fetch_opus(cfg, i, sources["opus"]) for i in indices])
+        clean_para(cfg, pair, read_parallel(cfg, pair, [fetch_opus(cfg, i, sources["opus"]) for i in indices]))
         split_para(cfg, pair)
+
+
+def run_text_stages(cfg: PipelineConfig) -> dict[str, Any]:
+    """The text stages of `run_all` on the split files: tokenize, BPE, dictionary, binarize, pair filter."""
+    plan = plan_data(cfg)
     for unit in plan["units"]:
         tokenize_unit(cfg, unit)
     learn_bpe_codes(cfg)
@@ -283,4 +374,5 @@ def run_all(cfg: PipelineConfig) -> dict[str, Any]:
         apply_bpe_unit(cfg, unit)
     dictionary = build_dictionary(cfg)
     binarized = [binarize_unit(cfg, unit) for unit in plan["units"]]
-    return {"dictionary": dictionary, "binarized": binarized}
+    filtered = [filter_pairs_unit(cfg, unit) for unit in plan["pair_units"]]
+    return {"dictionary": dictionary, "binarized": binarized, "filtered": filtered}

@@ -6,8 +6,8 @@ Moses tokenizer without escaping, or a word segmenter for zh (jieba, before the 
 as XLM and transformers do), ja (fugashi + unidic-lite) and th (pythainlp newmm) →
 optional lowercase-and-remove-accents (then NFC) → whitespace collapsed again. The output's only
 separator is `' '`, which is what fastBPE and `binarize` split on, so every stage agrees on what a
-word is. Lowercasing strips Thai, Hindi, Arabic and Vietnamese marks (xlm-original.md §14.4): it is
-a per-language choice of the caller.
+word is. Lowercasing strips Thai, Hindi, Arabic and Vietnamese marks (docs/original-xlm.md,
+"Lowercasing and accent removal"): it is a per-language choice of the caller.
 """
 
 from __future__ import annotations
@@ -15,22 +15,29 @@ from __future__ import annotations
 import collections
 import functools
 import logging
-import multiprocessing
 import re
 import time
 import unicodedata
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from sacremoses import MosesPunctNormalizer, MosesTokenizer
+from sacremoses.corpus import NonbreakingPrefixes
 
 from xlm_core.io import ProgressLog, atomic_open
+from xlm_core.process_tree import process_pool
 
-__all__ = ["SEGMENTER_LANGS", "lowercase_and_remove_accent", "normalize_and_tokenize", "tokenize_file"]
+__all__ = [
+    "SEGMENTER_LANGS",
+    "lowercase_and_remove_accent",
+    "moses_rules_fallback",
+    "normalize_and_tokenize",
+    "tokenize_file",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +196,20 @@ class _MosesTokenizer(MosesTokenizer):
 
 
 @cache
+def moses_rules_fallback(lang: str) -> str | None:
+    """The language whose Moses nonbreaking prefixes stand in for `lang`'s, or None if sacremoses has its own.
+
+    sacremoses silently uses English's list for a language it has none for (ar, ja, zh_yue, ...), so
+    `Dr.` or `p.` may end a sentence where the language would not; this logs one warning per language
+    and process. Segmented languages (zh, ja, th) do not use the Moses tokenizer and are never warned about.
+    """
+    if lang in SEGMENTER_LANGS or lang in NonbreakingPrefixes().available_langs:
+        return None
+    logger.warning("tokenizing %s: sacremoses has no Moses nonbreaking-prefix rules for it; using English's (en)", lang)
+    return "en"
+
+
+@cache
 def _moses(lang: str) -> tuple[_PunctNormalizer, _MosesTokenizer]:
     """One normaliser/tokenizer pair per language and process (building them loads regex tables)."""
     return _PunctNormalizer(lang), _MosesTokenizer(lang)
@@ -323,15 +344,6 @@ def _read_chunks(path: Path, chunk_lines: int) -> Iterator[tuple[int, list[bytes
             yield first, chunk
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    """forkserver: the caller may hold threads (Prefect, Ray) that make fork unsafe, and spawn would
-    re-import this package (torch included, seconds) in every worker of every call. The fork server
-    starts once per process with this module imported; workers are forked from it."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__])
-    return context
-
-
 def _run_pool(
     tasks: Iterator[tuple[str, int, list[bytes], str, bool]],
     workers: int,
@@ -342,23 +354,26 @@ def _run_pool(
 
     At most `4 * workers` chunks are in flight (bounded memory). A ProcessPoolExecutor rather than
     multiprocessing.Pool: if a worker dies (killed, out of memory), Pool silently replaces it and
-    waits forever for the lost chunk, while the executor raises BrokenProcessPool.
+    waits forever for the lost chunk, while the executor raises BrokenProcessPool. The pool uses the
+    forkserver context (`process_pool`): the caller may hold threads (Prefect, Ray) that make fork
+    unsafe, and spawn would re-import this package (torch included, seconds) in every worker of every
+    call. The fork server starts once per process with this module imported; workers, forked from it,
+    end with the calling process even when it is killed.
     """
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context())
-    try:
-        pending: collections.deque[Future[tuple[str, int, int]]] = collections.deque()
-        for task in tasks:
-            pending.append(pool.submit(_tokenize_chunk, task))
-            if len(pending) >= 4 * workers:
+    with process_pool(workers, preload=[__name__]) as pool:
+        try:
+            pending: collections.deque[Future[tuple[str, int, int]]] = collections.deque()
+            for task in tasks:
+                pending.append(pool.submit(_tokenize_chunk, task))
+                if len(pending) >= 4 * workers:
+                    consume(pending.popleft().result(), handle)
+            while pending:
                 consume(pending.popleft().result(), handle)
-        while pending:
-            consume(pending.popleft().result(), handle)
-    except BrokenProcessPool as error:
-        raise RuntimeError(
-            "a tokenization worker process died or could not start (killed, out of memory?); lower tokenization.workers"
-        ) from error
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        except BrokenProcessPool as error:
+            raise RuntimeError(
+                "a tokenization worker process died or could not start (killed, out of memory?); "
+                "lower tokenization.workers"
+            ) from error
 
 
 def tokenize_file(
@@ -384,6 +399,7 @@ def tokenize_file(
     in_path, out_path = Path(in_path), Path(out_path)
     if not in_path.is_file():
         raise ValueError(f"tokenize_file: input {in_path} does not exist; run the split stage first")
+    moses_rules_fallback(lang)
     start = time.monotonic()
     progress = ProgressLog(f"tokenize {in_path.name} ({lang})", log=logger)
     stats = {"lines": 0, "tokens": 0, "empty_lines": 0}

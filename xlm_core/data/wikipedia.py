@@ -5,16 +5,18 @@ paragraph per line, each article introduced by its title line, no `<doc>` lines,
 
 Verification: a dump is checked against the dump's `*-sha1sums.txt`, else `*-md5sums.txt`, else
 the sizes and checksums in `dumpstatus.json`. The only XML this module parses itself (the
-`latest` RSS feed) is refused if it declares a DOCTYPE or entities, so no external or recursive
-entity is ever expanded. WikiExtractor reads dumps with line regexes (no XML parser, no entity
-expansion) and exits 0 on truncated or unbalanced XML, so `extract()` checks the dump's
-structure (complete bz2 streams, balanced `<page>`/`<text>`, final `</mediawiki>`) in a thread
-running beside it and turns any defect into one `DumpFormatError` naming the file.
+`latest` RSS feed) goes through `safe_xml.parse_xml`, whose parser refuses any DOCTYPE, entity or
+notation declaration in any encoding, so no external or recursive entity is ever expanded.
+WikiExtractor reads dumps with line regexes (no XML parser, no entity expansion) and exits 0 on
+truncated or unbalanced XML, so `extract()` checks the dump's structure (complete bz2 streams,
+balanced `<page>`/`<text>`, final `</mediawiki>`) in a thread running beside it and turns any
+defect into one `DumpFormatError` naming the file.
 """
 
 from __future__ import annotations
 
 import bz2
+import contextlib
 import html
 import json
 import logging
@@ -29,7 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xlm_core.data.download import DownloadError, download, read_url, to_url
+from xlm_core.data.safe_xml import RefusedXMLError, XMLFormatError, parse_xml
 from xlm_core.io import ProgressLog, atomic_open
+from xlm_core.names import check_lang
 
 __all__ = [
     "DumpCheck",
@@ -80,24 +84,19 @@ class Expected:
     source: str | None = None
 
 
-_DECLARATION = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
-
-
 def parse_untrusted_xml(body: bytes, *, url: str) -> ET.Element:
-    """Parse a small XML document from the network, refusing any DOCTYPE or ENTITY declaration.
-
-    Refusing declarations outright rules out external entities and entity expansion bombs
-    whatever the parser's defaults are.
-    """
-    if _DECLARATION.search(body):
-        raise DownloadError(f"{url}: XML with a DOCTYPE/ENTITY declaration refused (entity expansion)", url=url)
+    """Parse a small XML document from the network; the parser refuses any DOCTYPE, ENTITY or NOTATION
+    declaration (in whatever encoding the document is), so no entity is ever expanded."""
     try:
-        return ET.fromstring(body)
-    except ET.ParseError as e:
+        return parse_xml(body)
+    except RefusedXMLError as e:
+        raise DownloadError(f"{url}: XML with a DOCTYPE/ENTITY declaration refused: {e}", url=url) from e
+    except XMLFormatError as e:
         raise DownloadError(f"{url}: not a valid XML document ({e})", url=url) from e
 
 
 def dump_name(lang: str, date: str, multistream: bool = False) -> str:
+    check_lang(lang, "Wikipedia dump: lang")  # the name is a file name under the downloads directory
     kind = "pages-articles-multistream" if multistream else "pages-articles"
     return f"{lang}wiki-{date}-{kind}.xml.bz2"
 
@@ -203,7 +202,9 @@ def fetch_dump(
 ) -> FetchedDump:
     """Download one pages-articles dump, verified against what the server publishes.
 
-    `date` may be `latest`; it is resolved through the RSS feed and the dated file is fetched.
+    `date` may be `latest`; it is resolved through the RSS feed and the dated file is fetched. (The
+    pipeline resolves `latest` itself, from the server's listing and dumpstatus.json, records it and
+    tries mirrors: `xlm_core.data.dump_dates`.)
     Verification uses `*-sha1sums.txt`, else `*-md5sums.txt`, else `dumpstatus.json` (size and
     checksums); with none of them the file is downloaded unverified (logged as a warning).
     `max_bytes` refuses a larger body (DownloadSizeError).
@@ -328,12 +329,15 @@ def extract(
     max_articles: int | None = None,
     check: bool = True,
     max_xml_bytes: int | None = None,
+    articles_path: Path | None = None,
 ) -> dict:
     """Run WikiExtractor on a dump and write one paragraph per line (title lines kept).
 
     Args:
         dump_path: `pages-articles[-multistream].xml.bz2` (or an uncompressed XML file).
         out_path: text file written atomically.
+        articles_path: where to write each article's line count (title + paragraphs), one integer a
+            line in text order, so later stages (the article-level split) know the article boundaries.
         processes: WikiExtractor worker processes.
         max_articles: keep only the first N non-empty articles.
         check: run `check_dump` beside WikiExtractor (one more core while it runs); a defect
@@ -390,7 +394,8 @@ def extract(
             )
         stats = {"articles": 0, "empty_articles": 0, "lines": 0, "characters": 0}
         progress = ProgressLog(f"extract {dump_path.name}", unit="articles", log=logger)
-        with atomic_open(out_path) as out:
+        with atomic_open(out_path) as out, contextlib.ExitStack() as stack:
+            docs = stack.enter_context(atomic_open(articles_path)) if articles_path is not None else None
             for part in _output_files(tmp_dir):
                 with open(part, encoding="utf-8") as handle:
                     for line_number, line in enumerate(handle, 1):
@@ -411,6 +416,8 @@ def extract(
                             stats["lines"] += 1
                             stats["characters"] += len(paragraph)
                         stats["articles"] += 1
+                        if docs is not None:
+                            docs.write(f"{1 + len(paragraphs)}\n")
                         progress.update()
             if stats["articles"] == 0 and stats["empty_articles"] == 0 and dump_path.stat().st_size > 0:
                 raise ExtractionError(

@@ -25,7 +25,7 @@ import torch
 
 from xlm_core.data.bpe import apply_bpe
 from xlm_core.data.dictionary import EOS_INDEX, MASK_INDEX, PAD_INDEX, UNK_INDEX
-from xlm_core.data.tokenize import normalize_and_tokenize
+from xlm_core.data.tokenize import moses_rules_fallback, normalize_and_tokenize
 from xlm_core.model import XLMWithLMHeadModel
 from xlm_core.objectives import clm_targets, eval_mask, lm_loss
 
@@ -44,12 +44,13 @@ class TextEvaluation:
     num_sentences: int
     num_skipped: int  # blank lines
     num_unk: int  # BPE pieces missing from the dictionary
+    num_truncated: int = 0  # sentences cut to max_position_embeddings - 2 pieces
 
     def summary(self) -> str:
         return (
             f"{self.lang} {self.objective}: perplexity {self.perplexity:.4f}, accuracy {self.accuracy:.2f}%, "
             f"{self.num_pred} predicted tokens in {self.num_sentences} sentences "
-            f"({self.num_skipped} blank lines skipped, {self.num_unk} unknown pieces)"
+            f"({self.num_skipped} blank lines skipped, {self.num_truncated} truncated, {self.num_unk} unknown pieces)"
         )
 
 
@@ -72,6 +73,7 @@ def encode_text(
     word2id: Mapping[str, int],
 ) -> tuple[list[list[int]], int, int]:
     """Token ids of each non-blank line (without the `</s>` around it), blank lines and unknown pieces."""
+    moses_rules_fallback(lang)
     tokenized = [normalize_and_tokenize(line, lang, lowercase=lowercase) for line in lines]
     kept = [line for line in tokenized if line]
     if not kept:
@@ -87,6 +89,18 @@ def encode_text(
     ids = [[word2id.get(piece, UNK_INDEX) for piece in line.split(" ") if piece] for line in bpe_lines]
     num_unk = sum(sentence.count(UNK_INDEX) for sentence in ids)
     return ids, len(lines) - len(kept), num_unk
+
+
+def _read_lines(path: Path) -> list[str]:
+    """The file's lines; a missing, unreadable or non-UTF-8 file is a ValueError naming it and the fix."""
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{path}: not UTF-8 text (byte {error.start}: {error.reason}); convert it, e.g. iconv -t UTF-8"
+        ) from error
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the text file ({error.strerror or error}); check the path") from error
 
 
 def _batch(sentences: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,14 +144,21 @@ def evaluate_text(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if lang2id and lang not in lang2id:
         raise ValueError(f"language {lang!r} is not one of the model's languages {sorted(lang2id)}; pass --lang")
-    lines = Path(text_file).read_text(encoding="utf-8").splitlines()
+    lines = _read_lines(Path(text_file))
     word2id = {word: index for index, word in enumerate(words)}
     sentences, num_skipped, num_unk = encode_text(
         lines, lang=lang, lowercase=lowercase, codes_path=codes_path, word2id=word2id
     )
+    # `</s> w1 .. wn </s>` uses positions 0..n+1: n <= max_position_embeddings - 2 fits the table.
     max_words = model.arch.max_position_embeddings - 2
-    if any(len(s) > max_words for s in sentences):
-        logger.warning("truncating sentences longer than %d BPE pieces (the position table)", max_words)
+    num_truncated = sum(1 for s in sentences if len(s) > max_words)
+    if num_truncated:
+        logger.warning(
+            "%s: truncating %d sentences longer than %d BPE pieces (the position table)",
+            text_file,
+            num_truncated,
+            max_words,
+        )
         sentences = [s[:max_words] for s in sentences]
     use_langs = len(lang2id) > 1
     was_training = model.training
@@ -178,6 +199,7 @@ def evaluate_text(
         num_sentences=len(sentences),
         num_skipped=num_skipped,
         num_unk=num_unk,
+        num_truncated=num_truncated,
     )
     logger.info("%s", result.summary())
     return result

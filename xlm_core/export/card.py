@@ -7,13 +7,16 @@ Recognised keys (all optional):
     fields), num_parameters, data_sources (list), preprocessing (str or list), bpe (dict),
     hyperparameters (dict), training_time, hardware, perplexity ({lang: ppl} or {split: {lang: ppl}}),
     accuracy (same shapes), eval_split, results_markdown (replaces the results table), bos_token, local_path,
-    extra (dict shown in Technical Specs).
+    extra (dict shown in Technical Specs), metrics (the flat valid/test metrics of the run: what it shows
+    under "What the model learned", see `xlm_core.evaluation.report.learned_markdown`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from xlm_core.evaluation.report import learned_markdown
 
 __all__ = ["XLM_BIBTEX", "render_model_card"]
 
@@ -28,6 +31,13 @@ _OBJECTIVE_TEXT = {
     "CLM": "causal language modeling (CLM, next token prediction)",
     "MLM": "masked language modeling (MLM, BERT-like, on monolingual text streams)",
     "TLM": "translation language modeling (TLM, MLM over concatenated parallel sentences)",
+}
+# Fill-mask examples by language ({mask} is the tokenizer's mask token); others use the English one.
+_FILL_MASK_EXAMPLES = {
+    "en": "the cat is on the {mask} .",
+    "fr": "le chat est sur la {mask} .",
+    "de": "die katze sitzt auf dem {mask} .",
+    "es": "el gato está en la {mask} .",
 }
 _SECTIONS = (
     "Model Details",
@@ -80,16 +90,39 @@ def _results_table(info: Mapping[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _example_lang(languages: list[str], multilingual: bool) -> str:
+    if multilingual and "fr" in languages:
+        return "fr"  # a language other than English shows why `langs` matters
+    return "en" if "en" in languages or not languages else languages[0]
+
+
+def _fill_mask_lines(lang: str, multilingual: bool) -> list[str]:
+    """Fill-mask by hand: the top 5 tokens and probabilities at the mask (with `langs` when multilingual)."""
+    text = _FILL_MASK_EXAMPLES.get(lang, _FILL_MASK_EXAMPLES["en"]).replace("{mask}", "{tokenizer.mask_token}")
+    lines = [f'inputs = tokenizer(f"{text}", return_tensors="pt")']
+    call = "model(**inputs).logits"
+    if multilingual:
+        lines += [
+            '# pipeline("fill-mask") cannot pass `langs`, and without it the language embeddings are left out',
+            "# (an input never seen in training: predictions degrade, often to </s>). Build it from the config:",
+            f'langs = torch.full_like(inputs["input_ids"], model.config.lang2id["{lang}"])',
+        ]
+        call = "model(**inputs, langs=langs).logits"
+    return lines + [
+        "with torch.no_grad():",
+        f"    logits = {call}",
+        'position = (inputs["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0].item()',
+        "top = logits[0, position].softmax(-1).topk(5)",
+        "for prob, token_id in zip(top.values.tolist(), top.indices.tolist()):",
+        '    print(f"{tokenizer.convert_ids_to_tokens(token_id)}\\t{prob:.3f}")',
+    ]
+
+
 def _usage_snippet(info: Mapping[str, Any], multilingual: bool) -> str:
     path = info.get("local_path") or f"./{info.get('model_name', 'xlm-model')}"
-    languages = info.get("languages") or []
-    lang = "en" if "en" in languages else (languages[0] if languages else "en")
-    if info.get("task") == "sequence-classification":
-        head, call = "XLMForSequenceClassification", "model(**inputs, langs=langs).logits.argmax(-1)"
-        text = '"A man is sleeping.", "Nobody is awake."'
-    else:
-        head, call = "XLMWithLMHeadModel", "model(**inputs, langs=langs).logits"
-        text = '"Wikipedia was used to <special1> ."'
+    lang = _example_lang(list(info.get("languages") or []), multilingual)
+    classifier = info.get("task") == "sequence-classification"
+    head = "XLMForSequenceClassification" if classifier else "XLMWithLMHeadModel"
     lines = [
         "```python",
         "import torch",
@@ -97,17 +130,33 @@ def _usage_snippet(info: Mapping[str, Any], multilingual: bool) -> str:
         "",
         f'tokenizer = XLMTokenizer.from_pretrained("{path}")',
         f'model = {head}.from_pretrained("{path}").eval()',
-        f'inputs = tokenizer({text}, return_tensors="pt")',
     ]
+    if not classifier and not info.get("causal"):
+        lines += _fill_mask_lines(lang, multilingual) + ["```"]
+        example = _FILL_MASK_EXAMPLES.get(lang, _FILL_MASK_EXAMPLES["en"]).replace("{mask}", "<mask>")
+        lines += ["", f'From this project\'s command line: `xlm predict {path} --lang {lang} "{example}"`.']
+        return "\n".join(lines)
+    if classifier:
+        call = "model(**inputs, langs=langs).logits.argmax(-1)"
+        text = '"A man is sleeping.", "Nobody is awake."'
+    else:
+        call, text = "model(**inputs, langs=langs).logits", '"Wikipedia was used to"'
+    lines.append(f'inputs = tokenizer({text}, return_tensors="pt")')
     if multilingual:
         lines += [
             "# Language embeddings are used only when `langs` is passed: always pass it.",
-            f'langs = torch.full_like(inputs["input_ids"], tokenizer.lang2id["{lang}"])',
+            f'langs = torch.full_like(inputs["input_ids"], model.config.lang2id["{lang}"])',
         ]
     else:
         call = call.replace(", langs=langs", "")
     lines += ["with torch.no_grad():", f"    outputs = {call}", "```"]
     return "\n".join(lines)
+
+
+def _learned_section(info: Mapping[str, Any]) -> list[str]:
+    """The "What the model learned" subsection, when `info["metrics"]` has perplexities or probes."""
+    markdown = learned_markdown(info.get("metrics"))
+    return ["## What the model learned", "", markdown, ""] if markdown else []
 
 
 def render_model_card(info: dict[str, Any]) -> str:
@@ -170,7 +219,12 @@ def render_model_card(info: dict[str, Any]) -> str:
         if info.get("task") == "sequence-classification"
         else "Causal language modeling (next token prediction)."
         if causal
-        else "Masked language modeling (`fill-mask`, mask token `<special1>`).",
+        else "Masked language modeling (`fill-mask`, mask token `<special1>`)."
+        + (
+            ' `pipeline("fill-mask")` cannot pass `langs`: use the code under How to Get Started.'
+            if multilingual
+            else ""
+        ),
         "",
         "## Downstream Use",
         "",
@@ -214,6 +268,7 @@ def render_model_card(info: dict[str, Any]) -> str:
         "",
         info.get("results_markdown") or _results_table(info),
         "",
+        *_learned_section(info),
         "# Technical Specifications",
         "",
         "Post-LayerNorm Transformer encoder (XLM), GELU/ReLU feed-forward of width 4x hidden, learned or sinusoidal "

@@ -12,6 +12,7 @@ from typing import Any
 
 from xlm_core.checkpoint import load_checkpoint
 from xlm_core.config import PipelineConfig, config_from_dict
+from xlm_core.evaluation.xnli import MODE_DESCRIPTIONS
 from xlm_core.export.from_checkpoint import read_words
 from xlm_core.export.hf import XNLI_LABELS, export_classifier
 from xlm_core.model import XLMArchitecture, XLMForSequenceClassification
@@ -43,17 +44,19 @@ def export_classifier_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path
     lowercase = meta["do_lowercase_and_remove_accent"]
     xnli = cfg.xnli
     seconds = train_state.get("train_seconds")
+    workers = cfg.scaling.num_workers  # the fine-tuning's own count (xnli.num_workers) when it was launched
     card = {
         "model_name": f"{cfg.experiment.name}-xnli",
-        "description": "This checkpoint is fine-tuned on English MultiNLI and evaluated zero-shot on XNLI "
-        "(Conneau et al., 2018)" + (" (here the offline demo set, not XNLI)." if xnli.demo else "."),
-        "data_sources": ["MultiNLI 1.0 train (English)", "XNLI 1.0 dev/test (evaluation)"]
+        "description": f"This checkpoint is {MODE_DESCRIPTIONS[xnli.mode]} (XNLI: Conneau et al., 2018; "
+        f"evaluation mode `{xnli.mode}`)" + (" (here the offline demo set, not XNLI)." if xnli.demo else "."),
+        "data_sources": _data_sources(xnli.mode, xnli.train_langs)
         if not xnli.demo
-        else ["offline demo NLI set in the XNLI/MultiNLI formats (gettext text, rule labels; not XNLI)"],
+        else ["offline demo NLI set in the XNLI/MultiNLI/XNLI-MT formats (gettext text, rule labels; not XNLI)"],
         "hyperparameters": {
+            "XNLI mode": xnli.mode,
             "fine-tuned layers": xnli.finetune_layers,
             "learning rates (encoder / classifier)": f"{xnli.lr_encoder} / {xnli.lr_classifier} (Adam)",
-            "batch size": f"{xnli.batch_size} x {cfg.scaling.num_workers} workers",
+            "batch size": f"{xnli.batch_size} ({xnli.batch_size // workers} per worker x {workers} workers)",
             "max length": xnli.max_len,
             "epoch size": xnli.epoch_size,
             "classifier dropout": xnli.dropout,
@@ -76,3 +79,13 @@ def export_classifier_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path
         bos_token=cfg.export.bos_token,
         card=card,
     )
+
+
+def _data_sources(mode: str, train_langs: list[str] | None) -> list[str]:
+    """What the classifier was trained and evaluated on, per XNLI mode."""
+    if mode == "translate-train":
+        langs = ", ".join(train_langs) if train_langs else "every evaluated language"
+        return [f"XNLI-MT 1.0 MultiNLI train machine-translated into {langs}", "XNLI 1.0 dev/test (evaluation)"]
+    if mode == "translate-test":
+        return ["MultiNLI 1.0 train (English)", "XNLI-MT 1.0 dev/test machine-translated into English (evaluation)"]
+    return ["MultiNLI 1.0 train (English)", "XNLI 1.0 dev/test (evaluation)"]

@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from xlm_core.checkpoint import load_checkpoint
+from xlm_core.checkpoint import STATE_FILE, CheckpointError, error_summary, load_checkpoint
 from xlm_core.config import PipelineConfig, config_from_dict
 from xlm_core.data.dictionary import Dictionary
 from xlm_core.export.hf import export_lm, verify_export
@@ -41,10 +41,26 @@ def model_from_checkpoint(
     """(model in eval mode on CPU, architecture, train_state, config) from a checkpoint directory."""
     directory = Path(checkpoint_dir)
     state, config = load_checkpoint(directory)
-    cfg = config_from_dict(config, source=str(directory))
-    arch = XLMArchitecture(**state["arch"])
-    model = XLMWithLMHeadModel(arch)
-    model.load_state_dict(state["model"], strict=True)
+    if "num_labels" in state:
+        raise CheckpointError(
+            f"{directory} is an XNLI classifier checkpoint, not a pretraining one; the xnli flow exports it "
+            "(xlm_core.export.classifier), or pass a pretraining checkpoint"
+        )
+    try:
+        cfg = config_from_dict(config, source=str(directory / "config.json"))
+    except ValueError as error:
+        raise CheckpointError(
+            f"{error}; this config.json is not this pipeline's, or from an incompatible version"
+        ) from error
+    try:
+        arch = XLMArchitecture(**state["arch"])
+        model = XLMWithLMHeadModel(arch)
+        model.load_state_dict(state["model"], strict=True)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(
+            f"{directory / STATE_FILE}: its weights do not fit its architecture ({error_summary(error, lines=2)}); the "
+            "checkpoint is damaged or from an incompatible version: pass another checkpoint"
+        ) from error
     return model.eval(), arch, state.get("train_state", {}), cfg
 
 
@@ -57,6 +73,8 @@ def card_info_from_config(cfg: PipelineConfig, train_state: dict[str, Any]) -> d
         # `valid_en_mlm_ppl`, `test_en-fr_clm_acc`, `valid_en_fr_mlm_ppl` (TLM); skip the averages.
         parts = key.split("_")
         if len(parts) < 4 or parts[0] not in ("valid", "test") or parts[-1] not in ("ppl", "acc"):
+            continue
+        if parts[-2] == "unigram":  # the baselines (`valid_en_mlm_unigram_ppl`) go to "What the model learned"
             continue
         target = perplexity if parts[-1] == "ppl" else accuracy
         target.setdefault(parts[0], {})[f"{'_'.join(parts[1:-2])} ({parts[-2].upper()})"] = float(value)
@@ -89,7 +107,11 @@ def card_info_from_config(cfg: PipelineConfig, train_state: dict[str, Any]) -> d
             "optimizer": f"{cfg.optim.name} (lr {cfg.optim.lr}, betas {cfg.optim.beta1}/{cfg.optim.beta2}, "
             f"warmup {cfg.optim.warmup_updates})",
             "batch": f"{cfg.objectives.batch_size} x {cfg.objectives.bptt} tokens (streams), "
-            f"{cfg.objectives.tokens_per_batch} tokens (pairs)",
+            + (
+                f"{cfg.objectives.tokens_per_batch} tokens (pairs)"
+                if cfg.objectives.tokens_per_batch > 0
+                else f"{cfg.objectives.batch_size} pairs"
+            ),
             "word_pred / mask-keep-rand": f"{cfg.objectives.word_pred} / {cfg.objectives.word_mask_keep_rand}",
             "precision": cfg.train.precision,
             "updates": train_state.get("update", "not recorded"),
@@ -99,6 +121,7 @@ def card_info_from_config(cfg: PipelineConfig, train_state: dict[str, Any]) -> d
         "training_time": f"{seconds / 3600:.2f} h" if seconds else None,
         "perplexity": perplexity,
         "accuracy": accuracy,
+        "metrics": {k: float(v) for k, v in metrics.items() if k.startswith(("valid_", "test_"))},
         "extra": {"seed": cfg.experiment.seed},
     }
 
@@ -110,7 +133,8 @@ def export_checkpoint(checkpoint_dir: str | Path, out_dir: str | Path) -> Path:
     langs = sorted(cfg.data.langs)
     flags = {cfg.tokenization.lowercase_for(lang) for lang in langs}
     if len(flags) > 1:
-        # The HF tokenizer has one flag for all languages (and always runs Moses-en, hf-compat.md §1.7).
+        # The HF tokenizer has one flag for all languages (and always runs Moses-en): see
+        # docs/transformers-compatibility.md, "Pre-tokenization and the `lang` argument".
         logger.warning(
             "per-language lowercasing %s cannot be exported; using the global flag %s",
             cfg.tokenization.per_lang_lowercase,

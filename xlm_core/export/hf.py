@@ -1,7 +1,7 @@
 """Export to (and re-import from) a Hugging Face `transformers` XLM directory.
 
 The export directory loads with `XLMWithLMHeadModel.from_pretrained` / `XLMForSequenceClassification`,
-`XLMTokenizer` / `AutoTokenizer` and `pipeline("fill-mask")` (contract: docs hf-compat.md §7).
+`XLMTokenizer` / `AutoTokenizer` and `pipeline("fill-mask")` (contract: docs/transformers-compatibility.md).
 It holds config.json, model.safetensors, vocab.json, merges.txt, tokenizer_config.json and README.md,
 written into a temporary sibling directory and renamed into place only when complete.
 transformers itself is not needed to export or to load back into the project's model.
@@ -49,7 +49,9 @@ _TIED_KEY = "pred_layer.proj.weight"
 
 
 def vocab_from_words(words: Sequence[str]) -> dict[str, int]:
-    """vocab.json for `XLMTokenizer` from the dictionary words in id order (hf-compat.md §6.1).
+    """vocab.json for `XLMTokenizer` from the dictionary words in id order.
+
+    See docs/transformers-compatibility.md, "Tokenizer files".
 
     Specials keep their spelling; `xx@@` (word-internal BPE piece) -> "xx"; word-final `xx` -> "xx</w>".
     """
@@ -98,7 +100,7 @@ def hf_config(
     causal: bool,
     dtype: torch.dtype = torch.float32,
 ) -> dict[str, Any]:
-    """config.json contents for `XLMConfig` (hf-compat.md §2.1, §7 export checklist item 2)."""
+    """config.json contents for `XLMConfig` (docs/transformers-compatibility.md, "config.json")."""
     if sorted(lang2id.values()) != list(range(arch.n_langs)):
         raise ValueError(f"lang2id {dict(lang2id)} must map onto 0..n_langs-1 (n_langs={arch.n_langs})")
     return {
@@ -159,7 +161,8 @@ def _tokenizer_config(
         "id2lang": {str(i): lang for lang, i in lang2id.items()},
         "model_max_length": max_len,
         # Compat: "</s>" reproduces XLM's `</s> w1 … wn </s>` training layout; transformers' default
-        # is "<s>", a layout the model never saw (hf-compat.md §6.3).
+        # is "<s>", a layout the model never saw (docs/transformers-compatibility.md, "Special tokens and
+        # sequence layout").
         "bos_token": bos_token,
         "sep_token": "</s>",
         "cls_token": "</s>",

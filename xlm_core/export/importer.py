@@ -1,6 +1,6 @@
 """Import pretrained XLM models: original `.pth` checkpoints and Hugging Face XLM directories.
 
-Two sources (docs: hf-compat.md §4.2, §4.3, §7 "Import"):
+Two sources (docs/transformers-compatibility.md, "Importing"):
 
 - an original XLM `.pth` (`torch.save` of `model`/`encoder`, `params`, `dico_id2word`, `dico_word2id`,
   `dico_counts`). It is unpickled with `weights_only=True` plus an allow-list of the numpy globals
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from xlm_core.checkpoint import error_summary
 from xlm_core.export.from_checkpoint import model_from_checkpoint, read_words
 from xlm_core.export.hf import (
     SPECIAL_WORDS,
@@ -82,13 +83,19 @@ def load_original(path: str | Path, *, trust_pickle: bool = False) -> dict[str, 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist; pass an original XLM .pth file or a transformers XLM directory")
+    damaged = f"{path}: not a readable PyTorch file, truncated or corrupt"
     if trust_pickle:
         logger.warning("loading %s with weights_only=False: pickled code in it can run", path)
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as e:
+            raise ValueError(f"{damaged} ({error_summary(e)}); pass an intact original XLM .pth") from e
     else:
         try:
             with torch.serialization.safe_globals(_numpy_safe_globals()):
                 checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError) as e:
+            raise ValueError(f"{damaged} ({error_summary(e)}); pass an intact original XLM .pth") from e
         except pickle.UnpicklingError as e:
             try:
                 unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
@@ -144,7 +151,9 @@ def _lang2id_from_params(params: Mapping[str, Any], n_langs: int, source: str) -
 def read_original(
     checkpoint: Mapping[str, Any], *, causal: bool | None = None, source: str = "<checkpoint>"
 ) -> ImportedModel:
-    """Convert a loaded original XLM checkpoint dict into the project's model (hf-compat.md §4.3).
+    """Convert a loaded original XLM checkpoint dict into the project's model.
+
+    Key mapping: docs/transformers-compatibility.md, "Parameter names and state-dict keys".
 
     `causal` defaults to `bool(clm_steps) and not mlm_steps` from `params`.
     """

@@ -2,7 +2,8 @@
 
 Module and parameter names are exactly those of `transformers.XLMModel` / `XLMWithLMHeadModel`,
 so a state dict moves between the two with nothing but the `transformer.` prefix
-(docs: hf-compat.md §4). Numerics follow hf-compat.md §5.1.
+(docs/transformers-compatibility.md, "Parameter names and state-dict keys"). Numerics follow
+docs/transformers-compatibility.md, "Numerics".
 
 Shape legend (suffixes of tensor names):
     B batch · T time (sequence) · D emb_dim · H heads · K head_dim (D / H) · F FFN width (4D)
@@ -204,6 +205,7 @@ class XLMModel(nn.Module):
         langs_BT: torch.Tensor | None = None,
         causal: bool = False,
         select_BT: torch.Tensor | None = None,
+        return_layer: int | None = None,
     ) -> torch.Tensor:
         """Encode a right-padded batch.
 
@@ -218,6 +220,9 @@ class XLMModel(nn.Module):
                 or the first column for a classifier). The last layer then computes its attention
                 output projection, FFN and LayerNorms on those rows only; keys and values still
                 come from every position, so the selected rows equal those of the full output.
+            return_layer: stop early and return the hidden states after this many layers (0: the
+                embeddings after their LayerNorm; n_layers: the usual output), as transformers'
+                `hidden_states[return_layer]`. Not combinable with `select_BT`.
 
         Returns:
             hidden_BTD, with padded positions exactly zero; with `select_BT`, hidden_ND of the
@@ -231,6 +236,11 @@ class XLMModel(nn.Module):
                 # Compat: default lengths count non-pad ids, assuming right padding (transformers).
                 lengths_B = (input_ids_BT != self.pad_index).sum(dim=1)
             mask_BT = torch.arange(time, device=input_ids_BT.device)[None] < lengths_B[:, None]
+        if positions_BT is None and time > self.arch.max_position_embeddings:
+            raise ValueError(
+                f"input of {time} tokens is longer than max_position_embeddings="
+                f"{self.arch.max_position_embeddings}; shorten or split the sequences"
+            )
         pos_BT = self.position_ids[:, :time] if positions_BT is None else positions_BT
 
         # Compat: no sqrt(D) scaling; one LayerNorm over the sum of word, position and language embeddings.
@@ -242,6 +252,12 @@ class XLMModel(nn.Module):
         mask_BT1 = mask_BT.unsqueeze(-1).to(h_BTD.dtype)
         h_BTD = h_BTD * mask_BT1
 
+        if return_layer is not None and not (0 <= return_layer <= len(self.attentions) and select_BT is None):
+            raise ValueError(
+                f"return_layer={return_layer}: must be in [0, n_layers={len(self.attentions)}] and without select_BT"
+            )
+        if return_layer == 0:
+            return h_BTD
         key_mask_B11T = None if causal else mask_BT[:, None, None, :]
         last = len(self.attentions) - 1
         for layer, (attention, norm1, ffn, norm2) in enumerate(
@@ -260,6 +276,8 @@ class XLMModel(nn.Module):
             h_BTD = norm1(h_BTD + a_BTD)
             h_BTD = norm2(h_BTD + ffn(h_BTD))
             h_BTD = h_BTD * mask_BT1
+            if return_layer == layer + 1:
+                return h_BTD
         return h_BTD if select_BT is None else h_BTD[select_BT]
 
 

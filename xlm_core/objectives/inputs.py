@@ -97,10 +97,14 @@ def prepare_inputs(
     keep_rand: tuple[float, float, float],
     generator: torch.Generator | None,
     mask_scores_V: torch.Tensor | None = None,
+    round_to_8: bool = False,
     evaluation: bool = False,
     eval_seed: int = 0,
 ) -> LMInputs:
     """Inputs for one step; `evaluation=True` uses the original's deterministic masking.
+
+    `mask_scores_V` (the `sample_alpha` scores) and `round_to_8` shape the training targets only
+    (see `mask_tokens`).
 
     `eval_seed` (the batch's index in its set) makes the masks fixed across evaluations but
     different between batches of one evaluation, as the original's single seeded generator does.
@@ -125,5 +129,6 @@ def prepare_inputs(
             mask_index=MASK_INDEX,
             lengths_B=lengths_B,
             mask_scores_V=mask_scores_V,
+            round_to_8=round_to_8,
         )
     return LMInputs(inputs_BT, lengths_B, positions_BT, langs_BT, pred_mask_BT, targets_N, causal=False)

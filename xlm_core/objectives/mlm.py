@@ -22,7 +22,7 @@ def mask_scores_from_counts(
     """Target-sampling scores (V,) for `sample_alpha` smoothing: max(count, 1)^-alpha.
 
     Ids with count 0 (the specials, which the dictionary never counts) and `pad_index` get score 0,
-    so they are never drawn (original `load_data`).
+    so they are never drawn (the original's `mask_scores` in `Trainer.__init__`).
     """
     counts_V = torch.as_tensor(counts, dtype=torch.float64)
     scores_V = counts_V.clamp(min=1.0).pow(-sample_alpha)
@@ -51,14 +51,19 @@ def mask_tokens(
     mask_index: int = 5,
     lengths_B: torch.Tensor | None = None,
     mask_scores_V: torch.Tensor | None = None,
+    round_to_8: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Choose MLM targets and corrupt them (original `mask_out`, batch-major).
+    """Choose MLM targets and corrupt them (original trainer `mask_out`, batch-major).
 
-    Without `mask_scores_V` every non-pad position is a target with probability `word_pred`; with it,
-    exactly ceil(word_pred * num_tokens) non-pad positions are drawn without replacement with
-    probability proportional to the score of their token (`sample_alpha` smoothing; specials and
-    pad score 0). Padding, anything at or beyond `lengths_B`, and position 0 of each row (as in
-    the original) are never targets; if nothing was selected, one random eligible position is.
+    Without `mask_scores_V` (`sample_alpha` 0) every position is a target with probability
+    `word_pred`. With it, as the original: n = ceil(word_pred * B * T) positions of the whole batch
+    are drawn without replacement with probability proportional to the score of their token
+    (`mask_scores_from_counts`: count^-alpha, 0 for pad and the specials), at most as many as have
+    a positive score. Then, in both cases, padding, anything at or beyond `lengths_B` and position 0
+    of each row (the original's `pred_mask[0] = 0`) are dropped. If nothing is left, one random
+    eligible position is a target (the original would compute a loss over no targets: NaN).
+    `round_to_8` (the original under --fp16): the first targets in row-major order are dropped so
+    that their number n1 becomes max(n1 % 8, 8 * (n1 // 8)), a multiple of 8 once n1 >= 8.
     Each target becomes `<mask>` / stays / becomes a random id from the whole vocabulary with
     probabilities `keep_rand` (the original draws specials too).
 
@@ -71,23 +76,25 @@ def mask_tokens(
     eligible_BT = _eligible(tokens_BT, pad_index, lengths_B)
     if mask_scores_V is None:
         draw_BT = torch.rand(tokens_BT.shape, generator=generator, device=device)
-        pred_mask_BT = (draw_BT < word_pred) & eligible_BT
+        pred_mask_BT = (draw_BT < word_pred) & eligible_BT  # the original's `rand <= word_pred` (same law)
     else:
         weights_M = mask_scores_V.to(device=device, dtype=torch.float32)[tokens_BT].flatten()
-        weights_M = weights_M * eligible_BT.flatten()
-        num_drawable = int((weights_M > 0).sum())
-        num_tokens = int(eligible_BT.sum())
-        num_targets = min(math.ceil(word_pred * num_tokens), num_drawable)
+        # The original counts every position of the batch (padding and position 0 included) ...
+        num_targets = min(math.ceil(word_pred * tokens_BT.numel()), int((weights_M > 0).sum()))
         pred_mask_BT = torch.zeros_like(eligible_BT)
         if num_targets > 0:
             picked_N = torch.multinomial(weights_M, num_targets, replacement=False, generator=generator)
             pred_mask_BT.view(-1)[picked_N] = True
+        # ... and then drops the draws that fall on padding or position 0.
+        pred_mask_BT &= eligible_BT
     if not bool(pred_mask_BT.any()) and bool(eligible_BT.any()):
         # Always predict something: one uniformly random eligible position.
         flat_M = eligible_BT.flatten().float()
         pick = torch.multinomial(flat_M, 1, generator=generator)
         pred_mask_BT = pred_mask_BT.clone()
         pred_mask_BT.view(-1)[pick] = True
+    if round_to_8:
+        pred_mask_BT = _round_to_8(pred_mask_BT)
 
     targets_N = tokens_BT[pred_mask_BT]
     probs_3 = torch.tensor(keep_rand, dtype=torch.float32, device=device)
@@ -98,6 +105,17 @@ def mask_tokens(
     inputs_BT = tokens_BT.clone()
     inputs_BT[pred_mask_BT] = corrupted_N
     return inputs_BT, pred_mask_BT, targets_N
+
+
+def _round_to_8(pred_mask_BT: torch.Tensor) -> torch.Tensor:
+    """Unset the first n1 - n2 targets (row-major), n2 = max(n1 % 8, 8 * (n1 // 8)) (original `mask_out`)."""
+    n1 = int(pred_mask_BT.sum())
+    n2 = max(n1 % 8, 8 * (n1 // 8))
+    if n2 == n1:
+        return pred_mask_BT
+    flat_M = pred_mask_BT.flatten().clone()
+    flat_M[flat_M.nonzero().squeeze(1)[: n1 - n2]] = False
+    return flat_M.view_as(pred_mask_BT)
 
 
 def eval_mask(

@@ -1,27 +1,34 @@
 """XNLI fine-tuning: restore, train an epoch, evaluate 15 languages, select, checkpoint — launcher-free.
 
-As XLM's `glue-xnli.py` (docs: xlm-original.md §12): English MultiNLI pairs are encoded as
+As XLM's `glue-xnli.py` (docs/original-xlm.md, "XNLI fine-tuning"): English MultiNLI pairs are encoded as
 `</s> premise </s> hypothesis </s>` (continuous positions, the English language id on both
 sides), the first hidden state goes through dropout and a Linear(D, 3) (classes contradiction,
 neutral, entailment), cross-entropy, Adam with separate learning rates for the selected encoder
 part and the classifier. After every epoch each XNLI language is scored with its own language id.
-Fixes over the original (§14.15): the epoch with the best average valid accuracy is selected and
+Fixes over the original (same section, last paragraph): the epoch with the best average valid accuracy is selected and
 checkpointed, workers run data parallel, and shuffling and dropout are seeded per epoch, so a
 resumed run repeats an uninterrupted one.
+
+`xnli.batch_size` and `xnli.epoch_size` are global, as on XLM's single GPU: each of the W workers
+takes batch_size / W pairs of every update (an error at launch if W does not divide it), DDP averages
+their gradients, so the learning rates mean what they mean for one GPU; an epoch is
+ceil(epoch_size / batch_size) updates (XLM stops once it has seen epoch_size sentences).
+`xnli.mode` picks the training and evaluated sets (`xlm_core.data.nli_stages.train_sets/eval_sets`):
+translate-train trains one model on the translated sets of every `xnli.train_langs` language, each
+pair with its own language id; translate-test scores English translations with the English id.
 
 Shape legend: B batch · T time · C classes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +37,17 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from xlm_core.checkpoint import load_checkpoint, read_progress, save_checkpoint
-from xlm_core.config import PipelineConfig, to_dict
-from xlm_core.data.binarize import BinarizedSet, load_binarized
-from xlm_core.data.dictionary import EOS_INDEX, NUM_SPECIALS, PAD_INDEX, Dictionary
-from xlm_core.evaluation.xnli import NLI_LABELS, accuracy_metrics, card_results_markdown, correct_and_total
+from xlm_core.checkpoint import CONFIG_FILE, load_checkpoint, read_progress, save_checkpoint
+from xlm_core.config import PipelineConfig, XNLIConfig, to_dict
+from xlm_core.data.nli_stages import eval_sets, text_lang, train_sets
+from xlm_core.evaluation.xnli import (
+    NLI_LABELS,
+    SELECTION_METRIC,
+    accuracy_metrics,
+    card_results_markdown,
+    correct_and_total,
+    metric_name,
+)
 from xlm_core.export.cached import export_stage
 from xlm_core.export.classifier import classifier_from_checkpoint, export_classifier_checkpoint
 from xlm_core.export.importer import load_pretrained
@@ -42,12 +55,24 @@ from xlm_core.model import XLMArchitecture, XLMForSequenceClassification
 from xlm_core.stage_cache import run_stage
 from xlm_core.train.distributed import all_reduce_sums, rank_and_world
 from xlm_core.train.loop import TrainHooks
+from xlm_core.train.nli_data import (
+    NLISet,
+    TrainPairs,
+    finetune_world,
+    load_nli_set,
+    model_vocabulary,
+    pair_batch,
+    per_worker_batch,
+    train_indices,
+)
 from xlm_core.train.optim import fused_available
 
 __all__ = [
+    "SELECTION_METRIC",
     "NLISet",
     "export_finetuned",
     "finetune",
+    "finetune_config",
     "finetune_parameters",
     "load_nli_set",
     "model_vocabulary",
@@ -59,104 +84,6 @@ logger = logging.getLogger(__name__)
 
 # Modules beyond the export package whose code shapes the classifier export (its card, its results table).
 _EXPORT_CODE = ("xlm_core.export.classifier", "xlm_core.evaluation.xnli", "xlm_core.train.finetune")
-
-SELECTION_METRIC = "valid_avg_acc"
-
-
-@dataclass
-class NLISet:
-    premises: BinarizedSet
-    hypotheses: BinarizedSet
-    labels: np.ndarray  # int64 class ids (NLI_LABELS order)
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-
-def model_vocabulary(cfg: PipelineConfig, *, model: str | None, checkpoint_dir: str | None) -> dict[str, Any]:
-    """The pretrained model's text processing, written where the NLI data stages read it.
-
-    The model is `model` if given, else `xnli.model`, else `checkpoint_dir` (the pipeline's best
-    pretraining checkpoint).
-
-    Returns:
-        `{"model", "root", "codes", "dictionary", "lowercase": {lang: bool, "*": default}, "lang2id",
-        "langs"}`; `langs` are the configured XNLI languages the model can be evaluated on (its own
-        languages, or all when it has no language embeddings). `root` is named by a hash of the
-        dictionary, codes and lowercasing, so another model's vocabulary never reuses these files.
-    """
-    model_path = model or cfg.xnli.model or checkpoint_dir
-    if not model_path:
-        raise ValueError(
-            "xnli: no model to fine-tune: set xnli.model (a checkpoint or export directory) or pretrain first"
-        )
-    model_path = str(Path(model_path).expanduser().resolve())  # Ray workers run in another directory
-    _, arch, meta = load_pretrained(model_path)
-    if meta["codes_path"] is None:
-        raise ValueError(
-            f"xnli.model: {model_path} carries no BPE codes (an original .pth); import it first with "
-            "`xlm import --codes CODES` and fine-tune the export directory"
-        )
-    default = meta["do_lowercase_and_remove_accent"]
-    lowercase: dict[str, bool] = {"*": True if default is None else bool(default)} | meta["per_lang_lowercase"]
-    codes = Path(meta["codes_path"]).read_bytes()
-    digest = hashlib.sha256(codes + "\n".join(meta["words"]).encode() + json.dumps(lowercase).encode()).hexdigest()
-    root = cfg.workdir / "xnli" / digest[:16]
-    root.mkdir(parents=True, exist_ok=True)
-    words = meta["words"][NUM_SPECIALS:]
-    Dictionary(words, [0] * len(words)).write(root / "dict.txt")
-    shutil.copyfile(meta["codes_path"], root / "codes")
-    lang2id = dict(meta["lang2id"] or {})
-    langs = [lang for lang in cfg.xnli.langs if lang in lang2id or not arch.has_lang_embeddings]
-    skipped = sorted(set(cfg.xnli.langs) - set(langs))
-    if skipped:
-        logger.warning("XNLI languages %s are not languages of %s and are not evaluated", skipped, model_path)
-    if "en" not in langs:
-        raise ValueError(f"xnli.model: {model_path} has no `en` language id ({lang2id}); XNLI trains on English")
-    return {
-        "model": str(model_path),
-        "root": str(root),
-        "codes": str(root / "codes"),
-        "dictionary": str(root / "dict.txt"),
-        "lowercase": lowercase,
-        "lang2id": lang2id,
-        "langs": langs,
-    }
-
-
-def load_nli_set(data_dir: str | Path, split: str, lang: str, *, limit: int | None = None) -> NLISet:
-    """Binarized premises/hypotheses and labels of one split and language (the first `limit` pairs)."""
-    data_dir = Path(data_dir)
-    premises = load_binarized(data_dir / f"{split}.s1.{lang}")
-    hypotheses = load_binarized(data_dir / f"{split}.s2.{lang}")
-    names = (data_dir / f"{split}.label.{lang}").read_text(encoding="utf-8").split()
-    labels = np.array([NLI_LABELS.index(name) for name in names], dtype=np.int64)
-    if not len(premises) == len(hypotheses) == len(labels):
-        raise ValueError(f"{data_dir}: {split}/{lang} has {len(premises)}/{len(hypotheses)}/{len(labels)} pairs")
-    if limit is not None and limit < len(labels):
-        labels = labels[:limit]
-    return NLISet(premises, hypotheses, labels)
-
-
-def pair_batch(
-    data: NLISet, indices: np.ndarray, *, lang_id: int | None, max_len: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """`</s> premise </s> hypothesis </s>` rows truncated to `max_len` (last token `</s>`), right-padded.
-
-    Returns:
-        tokens_BT, lengths_B, langs_BT (None without `lang_id`), labels_B.
-    """
-    rows = []
-    for i in indices.tolist():
-        row = np.concatenate([[EOS_INDEX], data.premises.sentence(i), [EOS_INDEX], data.hypotheses.sentence(i)])
-        row = np.append(row[: max_len - 1], EOS_INDEX)
-        rows.append(row)
-    lengths_B = torch.tensor([len(row) for row in rows], dtype=torch.long)
-    tokens_BT = torch.full((len(rows), int(lengths_B.max())), PAD_INDEX, dtype=torch.long)
-    for b, row in enumerate(rows):
-        tokens_BT[b, : len(row)] = torch.from_numpy(row.astype(np.int64))
-    langs_BT = None if lang_id is None else torch.full_like(tokens_BT, lang_id)
-    return tokens_BT, lengths_B, langs_BT, torch.from_numpy(data.labels[indices])
 
 
 def _layer_bound(text: str, n_layers: int) -> int:
@@ -199,19 +126,6 @@ def _build(cfg: PipelineConfig, model_path: str, seed: int) -> tuple[XLMForSeque
     return model, arch
 
 
-def _train_indices(size: int, epoch_size: int, epoch: int, step: int, batch: int, rank: int, world: int, seed: int):
-    """This rank's pair ids at `step` of `epoch`: a window of one shuffled pass per `size` pairs, so an
-    epoch smaller than the set walks on through it and a resumed epoch draws the same pairs."""
-    start = epoch * epoch_size + step * batch * world + rank * batch
-    positions = np.arange(start, start + batch)
-    passes = positions // size
-    out = np.empty(batch, dtype=np.int64)
-    for index in np.unique(passes):
-        order = np.random.default_rng([seed, int(index)]).permutation(size)
-        out[passes == index] = order[positions[passes == index] % size]
-    return out
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, data: NLISet, *, lang_id: int | None, max_len: int, batch_size: int) -> np.ndarray:
     """Class ids for every pair of `data`, in order (evaluation mode, no truncation below `max_len`)."""
@@ -229,8 +143,7 @@ def predict(model: torch.nn.Module, data: NLISet, *, lang_id: int | None, max_le
 @torch.no_grad()
 def _evaluate(
     model: torch.nn.Module,
-    sets: dict[tuple[str, str], NLISet],
-    lang_ids: dict[str, int | None],
+    sets: dict[tuple[str, str], tuple[NLISet, int | None]],
     *,
     max_len: int,
     batch_size: int,
@@ -238,17 +151,16 @@ def _evaluate(
     world: int,
     device: torch.device,
 ) -> dict[str, float]:
+    """XNLI accuracies of `sets`: `{("valid" | "test", lang): (pairs, language id to score them with)}`."""
     model.eval()
     sums: dict[str, float] = {}
-    for (split, lang), data in sets.items():
+    for (split, lang), (data, lang_id) in sets.items():
         correct = total = 0.0
         for number, start in enumerate(range(0, len(data), batch_size)):
             if number % world != rank:  # each rank scores every world-th batch; sums are added up
                 continue
             indices = np.arange(start, min(start + batch_size, len(data)))
-            tokens_BT, lengths_B, langs_BT, labels_B = pair_batch(
-                data, indices, lang_id=lang_ids[lang], max_len=max_len
-            )
+            tokens_BT, lengths_B, langs_BT, labels_B = pair_batch(data, indices, lang_id=lang_id, max_len=max_len)
             logits_BC = model(
                 tokens_BT.to(device),
                 lengths_B=lengths_B.to(device),
@@ -264,17 +176,24 @@ def _evaluate(
 def finetune(
     cfg: PipelineConfig, hooks: TrainHooks | None = None, *, model_path: str, data_dir: str, langs: list[str]
 ) -> dict[str, Any]:
-    """Fine-tune `model_path` on `data_dir`'s English train set, evaluating `langs` after every epoch."""
+    """Fine-tune `model_path` on `data_dir`'s training sets of `xnli.mode`, evaluating `langs` after every epoch."""
     hooks = hooks or TrainHooks()
+    hooks.phase = f"loading {model_path} and the XNLI data in {data_dir}"
     xnli = cfg.xnli
     rank, world = rank_and_world()
     device = hooks.device
     torch.set_num_threads(cfg.scaling.torch_threads)
     seed = cfg.experiment.seed if xnli.seed is None else xnli.seed
     model, arch = _build(cfg, model_path, seed)
+    if xnli.max_len > arch.max_position_embeddings:
+        raise ValueError(
+            f"xnli.max_len ({xnli.max_len}) > max_position_embeddings ({arch.max_position_embeddings}) of "
+            f"{model_path}: training rows would index past its position table; set xnli.max_len <= "
+            f"{arch.max_position_embeddings}"
+        )
     _, _, meta = load_pretrained(model_path)
     lang2id = dict(meta["lang2id"] or {})
-    lang_ids = {lang: lang2id.get(lang) if arch.has_lang_embeddings else None for lang in langs}
+    per_worker = per_worker_batch(xnli.batch_size, world)
     encoder_params = finetune_parameters(model, xnli.finetune_layers)
     chosen = {id(p) for p in encoder_params}
     for p in model.transformer.parameters():
@@ -288,12 +207,7 @@ def finetune(
         ],
         fused=fused_available(encoder_params + classifier_params) or None,
     )
-    train_set = load_nli_set(data_dir, "train", "en", limit=xnli.max_train_pairs)
-    eval_sets = {
-        (split, lang): load_nli_set(data_dir, split, lang, limit=xnli.max_eval_pairs)
-        for split in ("valid", "test")
-        for lang in langs
-    }
+    train_pairs, evaluated = _load_sets(cfg, data_dir, langs, lang2id if arch.has_lang_embeddings else None)
     state: dict[str, Any] = {"epoch": 0, "update": 0, "best": {}, "best_epoch": None, "last_metrics": {}}
     if hooks.restore_dir is not None:
         saved, _ = load_checkpoint(hooks.restore_dir)
@@ -305,9 +219,8 @@ def finetune(
     if world > 1:
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    epoch_size = len(train_set) if xnli.epoch_size == -1 else xnli.epoch_size
-    steps = math.ceil(epoch_size / (xnli.batch_size * world))
-    english = lang2id.get("en") if arch.has_lang_embeddings else None
+    epoch_size = len(train_pairs) if xnli.epoch_size == -1 else xnli.epoch_size
+    steps = math.ceil(epoch_size / xnli.batch_size)  # the global batch: XLM's `ns >= epoch_size` stop
     metrics: dict[str, float] = dict(state["last_metrics"])
     ran_epochs = 0
     while state["epoch"] < xnli.max_epochs:
@@ -316,10 +229,12 @@ def finetune(
         ddp_model.train()
         window = {"loss": 0.0, "correct": 0.0, "pairs": 0.0}
         for step in range(steps):
-            indices = _train_indices(len(train_set), epoch_size, epoch, step, xnli.batch_size, rank, world, seed)
-            tokens_BT, lengths_B, langs_BT, labels_B = pair_batch(
-                train_set, indices, lang_id=english, max_len=xnli.max_len
-            )
+            hooks.phase = f"XNLI training update {state['update'] + 1} (epoch {epoch})"
+            indices = train_indices(
+                len(train_pairs), epoch=epoch, step=step, steps=steps, batch=xnli.batch_size, rank=rank,
+                per_worker=per_worker, seed=seed,
+            )  # fmt: skip
+            tokens_BT, lengths_B, langs_BT, labels_B = train_pairs.batch(indices, max_len=xnli.max_len)
             logits_BC = ddp_model(
                 tokens_BT.to(device),
                 lengths_B=lengths_B.to(device),
@@ -345,9 +260,11 @@ def finetune(
                     "train_acc": 100 * total["correct"] / total["pairs"],
                 }
                 hooks.metric_logger.log_metrics(train, step=state["update"])
+                hooks.progress(_progress(xnli, "update", state, epoch, steps, train))
                 window = {"loss": 0.0, "correct": 0.0, "pairs": 0.0}
+        hooks.phase = f"XNLI evaluation after epoch {epoch}"
         metrics = _evaluate(
-            model, eval_sets, lang_ids, max_len=arch.max_position_embeddings, batch_size=xnli.eval_batch_size,
+            model, evaluated, max_len=arch.max_position_embeddings, batch_size=xnli.eval_batch_size,
             rank=rank, world=world, device=device,
         )  # fmt: skip
         improved = state["best_epoch"] is None or metrics[SELECTION_METRIC] > state["best"][SELECTION_METRIC]
@@ -362,7 +279,7 @@ def finetune(
                 "XNLI epoch %d: valid avg %.2f, test avg %.2f",
                 epoch,
                 metrics[SELECTION_METRIC],
-                metrics.get("test_avg_acc", float("nan")),
+                metrics.get(metric_name("test", "avg"), float("nan")),
             )
         checkpoint_dir = None
         if rank == 0:
@@ -370,6 +287,7 @@ def finetune(
         hooks.emit(metrics | {f"improved_{SELECTION_METRIC}": float(improved)}, checkpoint_dir)
         if rank == 0:
             hooks.metric_logger.log_metrics(metrics, step=epoch)
+        hooks.progress(_progress(xnli, "epoch", state, epoch, steps, metrics))
     if ran_epochs == 0 and hooks.restore_dir is not None:
         # A finished run restarted: report its final checkpoint again so the launcher sees a result.
         checkpoint_dir = None
@@ -378,6 +296,55 @@ def finetune(
             shutil.copytree(hooks.restore_dir, checkpoint_dir)
         hooks.emit(metrics, checkpoint_dir)
     return {"state": state, "metrics": metrics}
+
+
+def _load_sets(
+    cfg: PipelineConfig, data_dir: str, langs: list[str], lang2id: dict[str, int] | None
+) -> tuple[TrainPairs, dict[tuple[str, str], tuple[NLISet, int | None]]]:
+    """The training stream and the evaluated sets of `xnli.mode`, each with the language id it is read
+    with (None for a model without language embeddings)."""
+    x = cfg.xnli
+
+    def lang_id(lang: str) -> int | None:
+        return None if lang2id is None else lang2id[lang]
+
+    train = [
+        (load_nli_set(data_dir, s, lang, limit=x.max_train_pairs), lang_id(lang)) for s, lang in train_sets(cfg, langs)
+    ]
+    evaluated = {
+        key: (load_nli_set(data_dir, split, key[1], limit=x.max_eval_pairs), lang_id(text_lang(split, key[1])))
+        for key, split in eval_sets(cfg, langs).items()
+    }
+    return TrainPairs(train), evaluated
+
+
+def finetune_config(cfg: PipelineConfig) -> PipelineConfig:
+    """The config the fine-tuning is launched with: `scaling.num_workers` set to its own worker count
+    (`xnli.num_workers`). Raises ValueError, before any worker starts, when that count does not divide
+    the global `xnli.batch_size`."""
+    world = finetune_world(cfg)
+    per_worker_batch(cfg.xnli.batch_size, world)
+    if world == cfg.scaling.num_workers:
+        return cfg
+    launched = cfg.model_copy(deep=True)
+    launched.scaling.num_workers = world
+    return launched
+
+
+def _progress(
+    xnli: XNLIConfig, kind: str, state: dict[str, Any], epoch: int, steps: int, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """The fine-tuning counterpart of `loop.progress_event`."""
+    return {
+        "job": "xnli",
+        "kind": kind,
+        "update": state["update"],
+        "total_updates": steps * xnli.max_epochs,
+        "epoch": epoch,
+        "max_epochs": xnli.max_epochs,
+        "stopped": False,
+        "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+    }
 
 
 def _save(
@@ -415,10 +382,18 @@ def export_finetuned(checkpoint_dir: str | Path, out_dir: str | Path, *, root: P
     state = read_progress(Path(checkpoint_dir)) or classifier_from_checkpoint(checkpoint_dir)[2]
     best, epoch = state["best"], state["best_epoch"]
 
+    mode = _checkpoint_mode(Path(checkpoint_dir))
+
     def write() -> str:
-        markdown = card_results_markdown(best, epoch=epoch)
+        markdown = card_results_markdown(best, epoch=epoch, mode=mode)
         return str(export_classifier_checkpoint(checkpoint_dir, out_dir, results_markdown=markdown))
 
     stage = export_stage(checkpoint_dir, out_dir, root=root, code=_EXPORT_CODE) if root is not None else None
     path = write() if stage is None else run_stage(stage, write)
     return {"export_dir": path, "epoch": epoch, "metrics": best}
+
+
+def _checkpoint_mode(checkpoint_dir: Path) -> str:
+    """`xnli.mode` of the run that wrote a fine-tuning checkpoint (zero-shot for older checkpoints)."""
+    config = json.loads((checkpoint_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+    return (config.get("xnli") or {}).get("mode", "zero-shot")

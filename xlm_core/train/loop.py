@@ -1,8 +1,11 @@
 """The pretraining loop: restore, step, evaluate, checkpoint, log — independent of the launcher.
 
 Ray Train (`ray_launcher.py`) calls `train()` inside every worker with hooks for reporting; a
-single process can call it directly. Every rank runs the same schedule of steps, so language
-sampling, evaluation and stopping decisions agree across workers.
+single process can call it directly. Every rank runs the same schedule of steps (`schedule.py`), so
+language sampling, evaluation and stopping decisions (`selection.py`) agree across workers.
+Checkpoints (`resume.py`) hold the full state at the end of each epoch and, with
+`checkpoint.every_updates` / `every_minutes`, inside it; resuming from any of them continues exactly.
+Metrics share one step axis, the global update count: training windows and evaluations alike.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,22 +25,25 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from xlm_core.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from xlm_core.config import PipelineConfig, to_dict
-from xlm_core.data.binarize import load_binarized
-from xlm_core.data.datasets import ParallelDataset, StreamDataset, sampling_probs
 from xlm_core.data.dictionary import Dictionary
-from xlm_core.evaluation.perplexity import finalize, lm_sums
 from xlm_core.export.importer import load_pretrained
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
+from xlm_core.objectives import mask_scores_from_counts
 from xlm_core.objectives.inputs import StepSpec, parse_steps
 from xlm_core.paths import WorkLayout
-from xlm_core.train.distributed import all_gather_objects, all_reduce_sums, broadcast_flag, rank_and_world
+from xlm_core.train.distributed import all_reduce_sums, broadcast_flag, rank_and_world
+from xlm_core.train.evaluate import evaluate_sets, load_eval_sets
 from xlm_core.train.metrics import MetricLogger, NullLogger
 from xlm_core.train.optim import build_optimizer
-from xlm_core.train.step import train_step
+from xlm_core.train.precision import effective_precision
+from xlm_core.train.resume import MidEpochPolicy, new_epoch_progress, restore_training, resume_source, write_checkpoint
+from xlm_core.train.schedule import build_schedule, updates_per_epoch
+from xlm_core.train.selection import new_train_state, stop_record, stop_tags, stopping_metrics, update_selection
+from xlm_core.train.sets import build_datasets, data_metrics, train_sizes
+from xlm_core.train.step import StepResult, train_step
 
-__all__ = ["TrainHooks", "build_model", "new_train_state", "train", "update_selection"]
+__all__ = ["TrainHooks", "build_model", "new_train_state", "progress_event", "train", "update_selection"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +52,20 @@ logger = logging.getLogger(__name__)
 class TrainHooks:
     """What the launcher provides: where to resume from, how to report, where to log.
 
-    `report(metrics, checkpoint_dir)` gets each epoch's checkpoint in a temporary directory that is
-    deleted once it returns: it persists the checkpoint (Ray Train uploads it to storage) or copies
-    what it wants to keep.
+    `report(metrics, checkpoint_dir)` gets each checkpoint (every epoch's, and the mid-epoch ones) in
+    a temporary directory that is deleted once it returns: it persists the checkpoint (Ray Train
+    uploads it to storage) or copies what it wants to keep. `progress(event)` gets rank 0's progress
+    events (see `progress_event`). The loop keeps `phase` up to date ("loading data", "training
+    update 151", ...) so an error can say where it happened.
     """
 
     restore_dir: Path | None = None
     report: Callable[[dict[str, float], Path | None], None] = lambda metrics, checkpoint: None
     metric_logger: MetricLogger = field(default_factory=NullLogger)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    progress: Callable[[dict[str, Any]], None] = lambda event: None
+    phase: str = "starting"
+    last_window: dict[str, float] = field(default_factory=dict)  # the latest logged training window
 
     def emit(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         """`report`, then delete the temporary checkpoint directory (a checkpoint per epoch adds up)."""
@@ -69,121 +80,6 @@ def build_model(cfg: PipelineConfig, vocab_size: int) -> tuple[XLMWithLMHeadMode
     arch = XLMArchitecture.from_config(cfg.model, vocab_size=vocab_size, n_langs=len(cfg.data.langs))
     torch.manual_seed(cfg.experiment.seed)  # identical initial weights on every rank
     return XLMWithLMHeadModel(arch), arch
-
-
-def _datasets(
-    cfg: PipelineConfig, layout: WorkLayout, steps: list[StepSpec], split: str, rank: int, world: int
-) -> dict[StepSpec, StreamDataset | ParallelDataset]:
-    obj = cfg.objectives
-    result: dict[StepSpec, StreamDataset | ParallelDataset] = {}
-    for step in steps:
-        seed = cfg.experiment.seed + 1000 * len(result)
-        if step.lang2 is None:
-            bset = load_binarized(layout.binarized(split, step.lang1))
-            result[step] = StreamDataset(
-                bset, batch_size=obj.batch_size, bptt=obj.bptt, rank=rank, world_size=world, seed=seed
-            )
-        else:
-            pair = "-".join(sorted([step.lang1, step.lang2]))
-            set1 = load_binarized(layout.binarized(split, step.lang1, pair))
-            set2 = load_binarized(layout.binarized(split, step.lang2, pair))
-            result[step] = ParallelDataset(
-                set1,
-                set2,
-                tokens_per_batch=obj.tokens_per_batch,
-                batch_size=obj.batch_size,
-                max_len=obj.max_len,
-                rank=rank,
-                world_size=world,
-                seed=seed,
-            )
-    return result
-
-
-def _step_schedule(cfg: PipelineConfig, steps: list[StepSpec], sizes: dict[StepSpec, int]) -> Callable[[int], StepSpec]:
-    """Update number -> step: round robin, or sampled with q ~ p^alpha (same on every rank)."""
-    alpha = cfg.objectives.lg_sampling_factor
-    if alpha <= 0:
-        return lambda update: steps[update % len(steps)]
-    probs = sampling_probs({s.name + s.objective: sizes[s] for s in steps}, alpha)
-    weights = np.array([probs[s.name + s.objective] for s in steps])
-
-    def pick(update: int) -> StepSpec:
-        rng = np.random.default_rng([cfg.experiment.seed, update])
-        return steps[int(rng.choice(len(steps), p=weights))]
-
-    return pick
-
-
-def _evaluate(
-    model: torch.nn.Module,
-    cfg: PipelineConfig,
-    eval_sets: dict[str, dict[StepSpec, Any]],
-    lang2id: dict[str, int],
-    vocab_size: int,
-    rank: int,
-    world: int,
-    device: torch.device,
-) -> dict[str, float]:
-    sums: dict[str, float] = {}
-    steps = list(next(iter(eval_sets.values())))
-    for split, sets in eval_sets.items():
-        for step, dataset in sets.items():
-            batches = dataset.eval_batches(cfg.objectives.batch_size)
-            sums.update(
-                lm_sums(
-                    model,
-                    step,
-                    batches,
-                    split=split,
-                    lang2id=lang2id,
-                    vocab_size=vocab_size,
-                    word_pred=cfg.objectives.word_pred,
-                    rank=rank,
-                    world_size=world,
-                    max_batches=cfg.train.eval_max_batches,
-                    device=device,
-                )
-            )
-    return finalize(all_reduce_sums(sums), steps)
-
-
-def _improved(value: float, best: float | None, lower_is_better: bool) -> bool:
-    if best is None:
-        return True
-    return value < best if lower_is_better else value > best
-
-
-def update_selection(cfg: PipelineConfig, metrics: dict[str, float], state: dict[str, Any]) -> bool:
-    """Track best validation metrics and the stopping criterion; return True when training should stop."""
-    for name in cfg.train.validation_metrics:
-        key, lower = name.lstrip("_"), name.startswith("_")
-        if key not in metrics:
-            logger.warning("validation metric %s was not computed; known: %s", key, sorted(metrics))
-            continue
-        improved = _improved(metrics[key], state["best"].get(key), lower)
-        if improved:
-            state["best"][key] = metrics[key]
-        state.setdefault("improved", {})[key] = improved
-    if cfg.train.stopping_criterion is None:
-        return False
-    name, patience = cfg.train.stopping_criterion.split(",")
-    key, lower = name.strip().lstrip("_"), name.strip().startswith("_")
-    if key not in metrics:
-        raise ValueError(f"train.stopping_criterion: metric {key!r} is not computed; known: {sorted(metrics)}")
-    stop = state["stopping"]
-    if _improved(metrics[key], stop["best"], lower):
-        stop["best"], stop["bad_evals"] = metrics[key], 0
-    else:
-        stop["bad_evals"] += 1
-    logger.info(
-        "stopping criterion %s: best %.4f, %d/%s evaluations without improvement",
-        key,
-        stop["best"],
-        stop["bad_evals"],
-        patience,
-    )
-    return stop["bad_evals"] >= int(patience)
 
 
 def _init_from_pretrained(
@@ -211,14 +107,31 @@ def _init_from_pretrained(
     logger.info("initialised from %s (%s)", source, meta["format"])
 
 
-def new_train_state() -> dict[str, Any]:
-    """Counters, best validation values and the stopping criterion's state (saved in checkpoints)."""
-    return {"update": 0, "epoch": 0, "best": {}, "stopping": {"best": None, "bad_evals": 0}, "stopped": False}
+def _masking(cfg: PipelineConfig, dico: Dictionary, precision: str, device: torch.device) -> dict[str, Any]:
+    """`train_step`'s masking options: the `sample_alpha` scores from the dictionary's counts (the
+    original's `mask_scores`), and the fp16 rounding of the target count (default: on for half
+    precision on a GPU, as the original rounds under --fp16)."""
+    obj = cfg.objectives
+    scores_V = mask_scores_from_counts(dico.counts, obj.sample_alpha) if obj.sample_alpha > 0 else None
+    round_to_8 = obj.round_targets_to_8
+    if round_to_8 is None:
+        round_to_8 = precision in ("fp16", "bf16") and device.type == "cuda"
+    if scores_V is not None:
+        logger.info("MLM targets drawn with probability ~ count^-%s (objectives.sample_alpha)", obj.sample_alpha)
+    return {"mask_scores_V": scores_V, "round_targets_to_8": round_to_8}
+
+
+def _set_tags(metric_logger: MetricLogger, tags: dict[str, str]) -> None:
+    """Tags through the logger; a custom logger without `set_tags` (older protocol) is skipped."""
+    setter = getattr(metric_logger, "set_tags", None)
+    if setter is not None:
+        setter(tags)
 
 
 def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any]:
     """Run (or resume) pretraining; returns the final train state and last metrics."""
     hooks = hooks or TrainHooks()
+    hooks.phase = "loading the dictionary and data"
     rank, world = rank_and_world()
     device = hooks.device
     torch.set_num_threads(cfg.scaling.torch_threads)
@@ -226,23 +139,30 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     dico = Dictionary.read(layout.dictionary)
     lang2id = cfg.lang2id
     steps = parse_steps(cfg.objectives.clm_steps, cfg.objectives.mlm_steps)
+    restore_dir = resume_source(cfg, hooks.restore_dir)
 
     model, arch = build_model(cfg, len(dico))
-    if cfg.model.init_from and hooks.restore_dir is None:
+    if cfg.model.init_from and restore_dir is None:
         _init_from_pretrained(model, arch, dico.words, cfg)
     model.to(device)
     optimizer, scheduler = build_optimizer(list(model.parameters()), cfg.optim)
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.train.precision == "fp16")
-    train_sets = _datasets(cfg, layout, steps, "train", rank, world)
-    eval_sets = {split: _datasets(cfg, layout, steps, split, 0, 1) for split in ("valid", "test")}
+    precision = effective_precision(cfg.train.precision, device)  # fp32 where the CPU would emulate bf16/fp16
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    masking = _masking(cfg, dico, precision, device)
+    train_sets = build_datasets(cfg, layout, steps, "train", rank, world)
+    eval_sets = load_eval_sets(cfg, layout, steps)
     state = new_train_state()
     generator = torch.Generator().manual_seed(cfg.experiment.seed * 1000 + rank)
     random.seed(cfg.experiment.seed + rank)
     np.random.seed(cfg.experiment.seed + rank)
 
     trainables = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-    if hooks.restore_dir is not None:
-        state = _restore(hooks.restore_dir, trainables, [train_sets[s] for s in steps], generator, rank, world)
+    samplers = [train_sets[s] for s in steps]
+    if restore_dir is not None:
+        state = restore_training(restore_dir, trainables, samplers, generator, rank, world)
+    removed = data_metrics({"train": train_sets, **eval_sets})
+    if rank == 0 and removed and state["update"] == 0:  # once per run, not again on each resume
+        hooks.metric_logger.log_metrics(removed, step=0)
 
     ddp_model: torch.nn.Module = model
     if world > 1:
@@ -251,25 +171,27 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         # Compiles forward/backward; checkpoints keep saving `model`, whose state-dict keys stay unprefixed.
         ddp_model = torch.compile(ddp_model)
     iterators: dict[StepSpec, Iterator[Any]] = {step: iter(ds) for step, ds in train_sets.items()}
-    # sizes identical on every rank, so every rank samples the same step at each update
-    schedule = _step_schedule(
-        cfg,
-        steps,
-        {s: len(ds.bset) if isinstance(ds, StreamDataset) else ds.num_train_pairs for s, ds in train_sets.items()},
-    )
+    schedule = build_schedule(cfg, steps, train_sizes(train_sets))  # sizes identical on every rank
+    per_epoch = updates_per_epoch(cfg, schedule)
+    policy = MidEpochPolicy(cfg)
     metrics: dict[str, float] = dict(state.get("last_metrics", {}))
     cfg_dict = to_dict(cfg)
     ran_epochs = 0
 
+    def checkpoint(name: str) -> Path | None:
+        directory = write_checkpoint(name, trainables, state, arch, cfg_dict, layout, samplers, generator, rank)
+        policy.taken()
+        return directory
+
     while state["epoch"] < cfg.train.max_epochs and not state["stopped"]:
         epoch = state["epoch"]
-        epoch_start = time.monotonic()
+        state.pop("stop", None)  # a finished run resumed with more epochs: its end is no longer the end
+        progress = state.setdefault("progress", new_epoch_progress())
         ddp_model.train()
-        window: dict[str, float] = {}
-        window_start = time.monotonic()
-        epoch_tokens = 0
-        for _ in range(cfg.train.steps_per_epoch):
-            step = schedule(state["update"])
+        segment_start = window_start = time.monotonic()
+        while progress["updates"] < per_epoch:
+            step = schedule.step_at(state["update"])
+            hooks.phase = f"training update {state['update'] + 1} (step {step.metric_stem}, epoch {epoch})"
             result = train_step(
                 ddp_model,
                 optimizer,
@@ -282,111 +204,107 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
                 vocab_size=len(dico),
                 generator=generator,
                 device=device,
+                precision=precision,
+                **masking,
             )
             state["update"] += 1
-            stem = f"train_{step.metric_stem}"
-            window[f"{stem}_loss/sum"] = window.get(f"{stem}_loss/sum", 0.0) + result.loss
-            window[f"{stem}_loss/n"] = window.get(f"{stem}_loss/n", 0.0) + 1
-            window["tokens"] = window.get("tokens", 0.0) + result.num_tokens
-            epoch_tokens += result.num_tokens
-            window["grad_norm/sum"] = window.get("grad_norm/sum", 0.0) + result.grad_norm
-            window["updates"] = window.get("updates", 0.0) + 1
+            progress["updates"] += 1
+            progress["tokens"] += result.num_tokens
+            _add_to_window(progress["window"], step, result)
             if state["update"] % cfg.train.log_every == 0:
-                _log_window(hooks, window, window_start, state["update"], scheduler, steps, world)
-                window, window_start = {}, time.monotonic()
+                _log_window(hooks, progress["window"], window_start, state["update"], scheduler, steps, world)
+                hooks.progress(progress_event(cfg, "update", state, epoch, hooks.last_window, per_epoch))
+                progress["window"], window_start = {}, time.monotonic()
+            if progress["updates"] < per_epoch and policy.due(state["update"]):
+                progress["seconds"] += time.monotonic() - segment_start
+                hooks.phase = f"checkpoint at update {state['update']} (epoch {epoch})"
+                directory = checkpoint(f"update-{state['update']:09d}")
+                hooks.emit({"update": float(state["update"]), "epoch_updates": float(progress["updates"])}, directory)
+                segment_start = time.monotonic()
 
-        train_seconds = time.monotonic() - epoch_start
-        tokens_per_s = all_reduce_sums({"t": epoch_tokens / max(train_seconds, 1e-9)})["t"]
-        metrics = _evaluate(model, cfg, eval_sets, lang2id, len(dico), rank, world, device)
+        train_seconds = progress["seconds"] + time.monotonic() - segment_start
+        tokens_per_s = all_reduce_sums({"t": progress["tokens"] / max(train_seconds, 1e-9)})["t"]
+        hooks.phase = f"validation and test after epoch {epoch} (update {state['update']})"
+        eval_start = time.monotonic()
+        metrics = evaluate_sets(model, cfg, eval_sets, lang2id, len(dico), rank, world, device)
         metrics["epoch"] = float(epoch)
         metrics["train_tokens_per_s"] = tokens_per_s  # all workers, training steps only (no evaluation)
         stop = broadcast_flag(update_selection(cfg, metrics, state))
+        metrics |= stopping_metrics(cfg, state)
         state["stopped"] = stop
         state["epoch"] = epoch + 1
-        state["train_seconds"] = state.get("train_seconds", 0.0) + time.monotonic() - epoch_start
+        state["progress"] = new_epoch_progress()
+        state["train_seconds"] = state.get("train_seconds", 0.0) + train_seconds + time.monotonic() - eval_start
         ran_epochs += 1
         for key, value in state["best"].items():
             metrics[f"best_{key}"] = value
         state["last_metrics"] = dict(metrics)
+        finished = stop or state["epoch"] >= cfg.train.max_epochs
+        if finished:
+            state["stop"] = stop_record(cfg, state, epoch)
         if rank == 0:
             shown = {k: round(v, 3) for k, v in metrics.items() if k.endswith("_ppl") and k.startswith("valid")}
             logger.info("epoch %d done (update %d): %s", epoch, state["update"], shown)
 
-        checkpoint_dir = _checkpoint(
-            f"epoch-{epoch:05d}",
-            trainables,
-            state,
-            arch,
-            cfg_dict,
-            layout,
-            [train_sets[s] for s in steps],
-            generator,
-            rank,
-        )
-        # `improved_<metric>` tells the launcher which best-checkpoint copies this report replaces.
+        checkpoint_dir = checkpoint(f"epoch-{epoch:05d}")
+        # `improved_<metric>` tells the launcher which best-checkpoint copies this report replaces,
+        # `periodic` that it keeps this one as periodic-<epoch> (the original's --save_periodic).
         flags = {f"improved_{k}": float(v) for k, v in state.get("improved", {}).items()}
+        every = cfg.checkpoint.save_periodic
+        if every > 0 and epoch % every == 0:
+            flags["periodic"] = 1.0
         hooks.emit(metrics | flags, checkpoint_dir)
         if rank == 0:
             # Logged once the checkpoint is committed: an epoch redone after a failure is not logged twice.
-            hooks.metric_logger.log_metrics(metrics, step=epoch)
+            hooks.metric_logger.log_metrics(metrics, step=state["update"])
+            if finished:
+                _set_tags(hooks.metric_logger, stop_tags(state["stop"]))
+        hooks.progress(progress_event(cfg, "epoch", state, epoch, metrics, per_epoch))
         if stop:
-            logger.info("stopping criterion met after epoch %d", epoch)
-    if ran_epochs == 0 and hooks.restore_dir is not None:
+            logger.info("stopping criterion met after epoch %d: %s", epoch, state["stop"]["reason"])
+    if ran_epochs == 0 and restore_dir is not None:
         # A finished run restarted: report its final checkpoint again so the launcher sees a result.
         checkpoint_dir = None
         if rank == 0:
             checkpoint_dir = Path(tempfile.mkdtemp(prefix="xlm-ckpt-")) / "final"
-            shutil.copytree(hooks.restore_dir, checkpoint_dir)
+            shutil.copytree(restore_dir, checkpoint_dir)
         logger.info("nothing left to train (epoch %d, stopped=%s)", state["epoch"], state["stopped"])
         hooks.emit(metrics, checkpoint_dir)
     return {"state": state, "metrics": metrics}
 
 
-def _restore(
-    directory: Path,
-    trainables: dict[str, Any],
-    samplers: list[StreamDataset | ParallelDataset],
-    generator: torch.Generator,
-    rank: int,
-    world: int,
-) -> dict[str, Any]:
-    """Load model, optimizer, scheduler, scaler, this rank's sampler and RNG states; return the train state."""
-    saved, _ = load_checkpoint(directory)
-    for key, obj in trainables.items():
-        obj.load_state_dict(saved[key])
-    state = saved["train_state"]
-    if len(saved["ranks"]) == world:
-        per_rank = saved["ranks"][rank]
-        for sampler, sampler_state in zip(samplers, per_rank["data"], strict=True):
-            sampler.load_state_dict(sampler_state)
-        restore_rng_state(per_rank["rng"], generator)
-    else:
-        logger.warning("world size changed (%d -> %d): data samplers restart", len(saved["ranks"]), world)
-    logger.info("resumed from %s at epoch %d, update %d", directory, state["epoch"], state["update"])
-    return state
-
-
-def _checkpoint(
-    name: str,
-    trainables: dict[str, Any],
+def progress_event(
+    cfg: PipelineConfig,
+    kind: str,
     state: dict[str, Any],
-    arch: XLMArchitecture,
-    cfg_dict: dict[str, Any],
-    layout: WorkLayout,
-    samplers: list[StreamDataset | ParallelDataset],
-    generator: torch.Generator,
-    rank: int,
-) -> Path | None:
-    """Gather every rank's sampler and RNG states; rank 0 writes the checkpoint directory (others: None)."""
-    ranks = all_gather_objects(
-        {"data": [sampler.state_dict() for sampler in samplers], "rng": capture_rng_state(generator)}
-    )
-    if rank != 0:
-        return None
-    directory = Path(tempfile.mkdtemp(prefix="xlm-ckpt-")) / name
-    saved = {key: obj.state_dict() for key, obj in trainables.items()}
-    saved |= {"train_state": state, "ranks": ranks, "arch": asdict(arch)}
-    return save_checkpoint(directory, saved, cfg_dict, extra_files=[layout.dictionary, layout.codes])
+    epoch: int,
+    metrics: dict[str, float],
+    per_epoch: int | None = None,
+) -> dict[str, Any]:
+    """A small, picklable progress record: `kind` is "update" (a log window) or "epoch" (an evaluation)."""
+    return {
+        "job": "pretrain",
+        "kind": kind,
+        "update": state["update"],
+        "total_updates": (per_epoch or cfg.train.steps_per_epoch) * cfg.train.max_epochs,
+        "epoch": epoch,
+        "max_epochs": cfg.train.max_epochs,
+        "stopped": bool(state.get("stopped")),
+        "metrics": {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+    }
+
+
+def _add_to_window(window: dict[str, float], step: StepSpec, result: StepResult) -> None:
+    """Add one update to the open logging window's sums (kept in the train state, see `resume.py`)."""
+    stem = f"train_{step.metric_stem}"
+    for key, value in (
+        (f"{stem}_loss/sum", result.loss),
+        (f"{stem}_loss/n", 1.0),
+        ("tokens", float(result.num_tokens)),
+        ("grad_norm/sum", result.grad_norm),
+        ("updates", 1.0),
+    ):
+        window[key] = window.get(key, 0.0) + value
 
 
 def _log_window(
@@ -415,6 +333,7 @@ def _log_window(
         if n:
             metrics[f"train_{s.metric_stem}_loss"] = total[f"train_{s.metric_stem}_loss/sum"] / n
     hooks.metric_logger.log_metrics(metrics, step=update)
+    hooks.last_window = metrics
     losses = " ".join(f"{k[6:-5]}={v:.3f}" for k, v in metrics.items() if k.startswith("train_"))
     logger.info(
         "update %d: %s lr=%.2e %.0f tok/s grad_norm=%.2f",

@@ -18,6 +18,8 @@ logger = logging.getLogger(__name__)
 class MetricLogger(Protocol):
     def log_metrics(self, metrics: dict[str, float], *, step: int) -> None: ...
 
+    def set_tags(self, tags: dict[str, str]) -> None: ...
+
     def log_artifacts(self, local_dir: Path, artifact_path: str) -> None: ...
 
     def close(self) -> None: ...
@@ -25,6 +27,9 @@ class MetricLogger(Protocol):
 
 class NullLogger:
     def log_metrics(self, metrics: dict[str, float], *, step: int) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
         pass
 
     def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
@@ -45,9 +50,11 @@ class MLflowLogger:
         self._mlflow = mlflow
         self.run_id = run_id
         self._client = mlflow.MlflowClient(tracking_uri=tracking_uri)
-        # Epochs already in the run (a restarted worker group may redo the epoch it was in when it
-        # failed): their evaluation is not logged a second time.
-        self._logged_epochs = {int(m.step) for m in self._client.get_metric_history(run_id, "epoch")}
+        # Epochs already in the run, by the value of their `epoch` metric (a restarted worker group
+        # may redo the epoch it was in when it failed): their evaluation is not logged a second time.
+        # Likewise the training windows (step = update, marked by `lr`) redone after a restart.
+        self._logged_epochs = {int(m.value) for m in self._client.get_metric_history(run_id, "epoch")}
+        self._logged_windows = {int(m.step) for m in self._client.get_metric_history(run_id, "lr")}
         self._system_monitor: Any = None
         if system_metrics:
             try:
@@ -69,14 +76,25 @@ class MLflowLogger:
         from mlflow.entities import Metric
 
         if "epoch" in metrics:
-            if step in self._logged_epochs:
-                logger.info("epoch %d is already logged in MLflow run %s; not logging it again", step, self.run_id)
+            epoch = int(metrics["epoch"])
+            if epoch in self._logged_epochs:
+                logger.info("epoch %d is already logged in MLflow run %s; not logging it again", epoch, self.run_id)
                 return
-            self._logged_epochs.add(step)
+            self._logged_epochs.add(epoch)
+        elif "lr" in metrics:
+            if step in self._logged_windows:
+                return
+            self._logged_windows.add(step)
         now = int(time.time() * 1000)
         batch = [Metric(key=k, value=float(v), timestamp=now, step=step) for k, v in metrics.items()]
         if batch:
             self._client.log_batch(self.run_id, metrics=batch)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self._client.log_batch(self.run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
 
     def log_artifacts(self, local_dir: Path, artifact_path: str) -> None:
         self._client.log_artifacts(self.run_id, str(local_dir), artifact_path)

@@ -13,6 +13,8 @@ import json
 import logging
 import math
 import os
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,15 +27,19 @@ from xlm_core.stage_cache import content_digest
 from xlm_core.train.finetune import SELECTION_METRIC, finetune
 from xlm_core.train.loop import TrainHooks, train
 from xlm_core.train.metrics import MetricLogger, MLflowLogger, NullLogger
+from xlm_core.train.preflight import check_finetuning_inputs, check_pretraining_inputs
+from xlm_core.train.resume import resume_source
 
 __all__ = [
     "TrainOutcome",
+    "TrainingFailedError",
     "best_pretraining_checkpoint",
     "ensure_ray",
     "finetune_run_name",
     "finished_run",
     "launch",
     "launch_finetune",
+    "pin_ray_address",
     "ray_run_name",
 ]
 
@@ -45,6 +51,18 @@ logger = logging.getLogger(__name__)
 _LOCAL_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
+# Worker-side loggers whose lines users cannot act on: the MLflow system-metrics monitor's
+# "Skip logging GPU metrics" on CPU machines, and Ray Train's own copy of a training-function
+# traceback (the driver reports that error once, see `TrainingFailedError`).
+_QUIET_WORKER_LOGGERS = ("mlflow.system_metrics", "ray.train.v2._internal.util")
+
+ProgressCallback = Callable[[dict[str, Any]], None]
+
+
+class TrainingFailedError(RuntimeError):
+    """A training run stopped by an error of its own code or data, reported once and not retried."""
+
+
 @dataclass
 class TrainOutcome:
     best_checkpoint: str  # the best checkpoint by the first validation metric (a local directory)
@@ -53,13 +71,16 @@ class TrainOutcome:
     metrics: dict[str, float]
     run_name: str
     storage_path: str
+    stop: dict[str, Any] | None = None  # why pretraining ended (`selection.stop_record`), from progress.json
 
 
 def _keep_best_callback(metric_keys: list[str]) -> Any:
-    """A controller-side callback copying each improved checkpoint to `<run dir>/best-<metric>`.
+    """A controller-side callback copying each improved checkpoint to `<run dir>/best-<metric>`, and
+    each checkpoint reported with `periodic` to `<run dir>/periodic-<epoch>`.
 
-    Ray Train keeps the best checkpoints by one score only; this keeps one best copy per validation
-    metric (the original's `best-<metric>.pth`), on local or remote storage alike.
+    Ray Train keeps the latest `checkpoint.num_to_keep` checkpoints (or the best by one score); this
+    keeps one best copy per validation metric (the original's `best-<metric>.pth`) and the original's
+    `--save_periodic` copies (`periodic-<epoch>.pth`), on local or remote storage alike.
     """
     import posixpath
 
@@ -70,17 +91,19 @@ def _keep_best_callback(metric_keys: list[str]) -> Any:
         def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
             if checkpoint is None or not metrics:
                 return
-            for key in metric_keys:
-                if metrics[0].get(f"improved_{key}"):
-                    try:
-                        self._replace(checkpoint, key)
-                    except Exception:  # losing a best copy must not stop a long run
-                        logger.exception("could not keep the best checkpoint for %s", key)
+            copies = [f"best-{key}" for key in metric_keys if metrics[0].get(f"improved_{key}")]
+            if metrics[0].get("periodic"):
+                copies.append(f"periodic-{int(metrics[0]['epoch'])}")
+            for name in copies:
+                try:
+                    self._replace(checkpoint, name)
+                except Exception:  # losing a best or periodic copy must not stop a long run
+                    logger.exception("could not keep the checkpoint copy %s", name)
 
         @staticmethod
-        def _replace(checkpoint: Any, key: str) -> None:
+        def _replace(checkpoint: Any, name: str) -> None:
             fs, source = checkpoint.filesystem, checkpoint.path
-            dest = posixpath.join(posixpath.dirname(source), f"best-{key}")
+            dest = posixpath.join(posixpath.dirname(source), name)
             staging, old = dest + ".tmp", dest + ".old"
             for path in (staging, old):
                 if fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound:
@@ -129,24 +152,66 @@ def ensure_ray(cfg: PipelineConfig) -> None:
     ray.init(
         num_cpus=num_cpus,
         logging_level=logging.ERROR,
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(scaling.torch_threads), "TOKENIZERS_PARALLELISM": "false"}},
+        runtime_env={
+            "env_vars": {"OMP_NUM_THREADS": str(scaling.torch_threads), "TOKENIZERS_PARALLELISM": "false"},
+            "worker_process_setup_hook": "xlm_core.train.ray_launcher.pin_ray_address",
+        },
     )
 
 
-def _quiet_worker_logging() -> None:
+def pin_ray_address() -> None:
+    """Ray worker start-up hook: name this instance in RAY_ADDRESS. Ray Train's helper actors look
+    their cluster up through the State API, which, with no address, scans the machine and fails with
+    "Found multiple active Ray instances" when another Ray runs there (another user, another session)."""
+    import ray
+
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+
+
+def _quiet_worker_logging(*, progress_relayed: bool) -> None:
+    """Worker logging: INFO progress lines unless the driver relays progress itself (then the
+    workers' INFO lines would only repeat it in the terminal); warnings and errors always."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("xlm_core").setLevel(logging.INFO)
+    logging.getLogger("xlm_core").setLevel(logging.WARNING if progress_relayed else logging.INFO)
     import ray.train.v2._internal.execution.context as ctx_module
 
     # "Reporting training result N" is logged at INFO under the module's file name.
     logging.getLogger(ctx_module.__file__).setLevel(logging.WARNING)
+    for name in _QUIET_WORKER_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _worker_loop(loop_config: dict[str, Any]) -> None:
+    """The function every Ray Train worker runs. Errors of the training code itself (from reading
+    the config to the last evaluation) become `DeterministicTrainingError`, which is not retried;
+    collective and network errors (a peer or a node died) stay retryable."""
+    import ray.train
+
+    from xlm_core.train.ray_policy import DeterministicTrainingError, is_transient
+
+    started: dict[str, TrainHooks] = {}
+    try:
+        _worker_body(loop_config, started)
+    except Exception as e:
+        if is_transient(e):
+            raise
+        hooks = started.get("hooks")
+        raise DeterministicTrainingError(
+            f"{type(e).__name__}: {e}",
+            rank=ray.train.get_context().get_world_rank(),
+            phase=hooks.phase if hooks else "worker start-up (reading the config, restoring the checkpoint)",
+            traceback_text=traceback.format_exc(),
+        ) from None
+
+
+def _worker_body(loop_config: dict[str, Any], started: dict[str, TrainHooks]) -> None:
     import ray.train
     import ray.train.torch
 
-    _quiet_worker_logging()
+    from xlm_core.train.ray_policy import put_progress
+
+    queue = loop_config.get("progress_queue")
+    _quiet_worker_logging(progress_relayed=queue is not None)
     cfg = config_from_dict(loop_config["config"])
     rank = ray.train.get_context().get_world_rank()
     if rank != 0:  # progress lines come from rank 0 only; other ranks report warnings and errors
@@ -173,6 +238,9 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
                 metric_logger=metric_logger,
                 device=ray.train.torch.get_device(),
             )
+            if rank == 0:
+                hooks.progress = lambda event: put_progress(queue, event)
+            started["hooks"] = hooks
             # What the workers run: pretraining (`loop.train`) or XNLI fine-tuning, with its keyword arguments.
             body = finetune if loop_config.get("body") == "finetune" else train
             body(cfg, hooks, **loop_config.get("kwargs", {}))
@@ -180,10 +248,42 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
         metric_logger.close()
 
 
-def launch(cfg: PipelineConfig, *, run_id: str | None, tracking_uri: str | None) -> TrainOutcome:
-    """Train with `cfg.scaling.num_workers` Ray workers; resume the run of the same name if one exists."""
+def _fix_for(summary: str) -> str:
+    """The usual remedy for the errors a training function raises on bad data or settings."""
+    if "index out of range" in summary:
+        return (
+            "a token id or a position lies beyond the model's tables: check model.max_position_embeddings "
+            "against objectives.bptt/max_len and xnli.max_len, and re-run binarize if the dictionary changed"
+        )
+    if summary.startswith(("FileNotFoundError", "IsADirectoryError", "PermissionError")):
+        return "a file it reads is missing or unreadable: re-run the data preparation (`xlm run CONFIG`)"
+    if summary.startswith("ValueError"):
+        return "the message above names the setting or file to change"
+    return "this error repeats on every attempt, so the run was not restarted; the traceback shows where"
+
+
+def launch(
+    cfg: PipelineConfig,
+    *,
+    run_id: str | None,
+    tracking_uri: str | None,
+    on_progress: ProgressCallback | None = None,
+) -> TrainOutcome:
+    """Train with `cfg.scaling.num_workers` Ray workers; resume the run of the same name if one exists.
+
+    Args:
+        on_progress: called in this process with rank 0's progress events (`loop.progress_event`).
+
+    Raises:
+        ValueError: inputs missing or inconsistent (checked before any worker starts).
+        TrainingFailedError: the training function raised; not retried, since it would raise again.
+    """
+    check_pretraining_inputs(cfg)
+    resume_source(cfg, None)  # a wrong train.resume_from fails here, not in every worker
     loop_config = {"config": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri}
-    return _fit(cfg, loop_config, ray_run_name(cfg), cfg.train.validation_metrics)
+    return _fit(
+        cfg, loop_config, ray_run_name(cfg), cfg.train.validation_metrics, "pretraining", on_progress, keep_latest=True
+    )
 
 
 def best_pretraining_checkpoint(cfg: PipelineConfig) -> str | None:
@@ -221,11 +321,13 @@ def launch_finetune(
     langs: list[str],
     run_id: str | None,
     tracking_uri: str | None,
+    on_progress: ProgressCallback | None = None,
 ) -> TrainOutcome:
     """XNLI fine-tuning on `cfg.scaling.num_workers` Ray workers; resumes the run of the same name.
 
-    `best_checkpoint` is the epoch with the best average valid accuracy.
+    `best_checkpoint` is the epoch with the best average valid accuracy. Errors as for `launch`.
     """
+    check_finetuning_inputs(model_path, data_dir)
     loop_config = {
         "config": to_dict(cfg),
         "run_id": run_id,
@@ -233,18 +335,51 @@ def launch_finetune(
         "body": "finetune",
         "kwargs": {"model_path": model_path, "data_dir": data_dir, "langs": list(langs)},
     }
-    return _fit(cfg, loop_config, finetune_run_name(cfg, model_path, data_dir), [SELECTION_METRIC])
+    name = finetune_run_name(cfg, model_path, data_dir)
+    return _fit(cfg, loop_config, name, [SELECTION_METRIC], "XNLI fine-tuning", on_progress)
 
 
-def _fit(cfg: PipelineConfig, loop_config: dict[str, Any], name: str, validation_metrics: list[str]) -> TrainOutcome:
+def _fit(
+    cfg: PipelineConfig,
+    loop_config: dict[str, Any],
+    name: str,
+    validation_metrics: list[str],
+    job: str,
+    on_progress: ProgressCallback | None,
+    *,
+    keep_latest: bool = False,
+) -> TrainOutcome:
+    from xlm_core.train.ray_policy import ProgressRelay
+
+    ensure_ray(cfg)
+    if on_progress is None:
+        return _run_trainer(cfg, loop_config, name, validation_metrics, job, keep_latest)
+    with ProgressRelay(on_progress) as relay:
+        queued = loop_config | {"progress_queue": relay.queue}
+        return _run_trainer(cfg, queued, name, validation_metrics, job, keep_latest)
+
+
+def _run_trainer(
+    cfg: PipelineConfig,
+    loop_config: dict[str, Any],
+    name: str,
+    validation_metrics: list[str],
+    job: str,
+    keep_latest: bool = False,
+) -> TrainOutcome:
+    """`keep_latest` (pretraining): Ray keeps the latest `checkpoint.num_to_keep` checkpoints, mid-epoch
+    ones included, which carry no score; the best ones are kept apart (`_keep_best_callback`)."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    ensure_ray(cfg)
+    from xlm_core.train.ray_policy import DeterministicTrainingError, FailFast, FailFastConfig
+
     storage = _storage(cfg)
     metric_keys = [m.lstrip("_") for m in validation_metrics]
     metric = validation_metrics[0]
     score_key, mode = metric.lstrip("_"), ("min" if metric.startswith("_") else "max")
+    failure_config = FailFastConfig(max_failures=cfg.scaling.max_failures)
+    failure_config.run_name = name
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config=loop_config,
@@ -256,19 +391,32 @@ def _fit(cfg: PipelineConfig, loop_config: dict[str, Any], name: str, validation
         run_config=ray.train.RunConfig(
             name=name,
             storage_path=storage,
-            failure_config=ray.train.FailureConfig(max_failures=cfg.scaling.max_failures),
+            failure_config=failure_config,
             checkpoint_config=ray.train.CheckpointConfig(
                 num_to_keep=cfg.checkpoint.num_to_keep,
-                checkpoint_score_attribute=score_key,
+                checkpoint_score_attribute=None if keep_latest else score_key,
                 checkpoint_score_order=mode,
             ),
-            callbacks=[_keep_best_callback(metric_keys)],
+            callbacks=[_keep_best_callback(metric_keys), FailFast(name)],
             # Ray Train's own INFO lines (worker group started, checkpoint created) stay in Ray's logs.
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
     logger.info("Ray Train run %s: %d workers, storage %s", name, cfg.scaling.num_workers, storage)
-    result = trainer.fit()
+    try:
+        result = trainer.fit()
+    except ray.train.WorkerGroupError as e:
+        errors = [x for x in e.worker_failures.values() if isinstance(x, DeterministicTrainingError)]
+        if not errors:
+            raise
+        first = min(errors, key=lambda x: x.rank)
+        report = WorkLayout(cfg.workdir).error_report(name)
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(first.traceback_text, encoding="utf-8")
+        raise TrainingFailedError(
+            f"{job} failed during {first.phase} on worker rank {first.rank}: {first.summary}. "
+            f"Fix: {_fix_for(first.summary)}. Not retried (it would fail again); traceback: {report}"
+        ) from None
     if result.checkpoint is None:
         raise RuntimeError(f"Ray Train run {name} finished without a checkpoint; see {result.path}")
     best = result.get_best_checkpoint(score_key, mode) or result.checkpoint
@@ -290,7 +438,19 @@ def _fit(cfg: PipelineConfig, loop_config: dict[str, Any], name: str, validation
         metrics=dict(result.metrics or {}),
         run_name=name,
         storage_path=storage,
+        stop=(_read_progress(fs, result.checkpoint.path) or {}).get("stop"),
     )
+
+
+def _read_progress(fs: Any, checkpoint_path: str) -> dict[str, Any] | None:
+    """The train state beside a checkpoint's weights (`progress.json`), on any Ray storage; None if absent."""
+    import posixpath
+
+    try:
+        with fs.open_input_stream(posixpath.join(checkpoint_path, PROGRESS_FILE)) as stream:
+            return json.loads(stream.read().decode("utf-8"))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
 
 
 def finished_run(
@@ -327,10 +487,8 @@ def finished_run(
     )
     if not checkpoints:
         return None
-    try:
-        with fs.open_input_stream(posixpath.join(checkpoints[-1], PROGRESS_FILE)) as stream:
-            progress = json.loads(stream.read().decode("utf-8"))
-    except FileNotFoundError:
+    progress = _read_progress(fs, checkpoints[-1])
+    if progress is None:
         return None  # a checkpoint from before progress.json existed: let Ray Train resume it
     if not progress.get("stopped") and progress.get("epoch", 0) < max_epochs:
         return None
@@ -361,4 +519,5 @@ def finished_run(
         metrics=dict(progress.get("last_metrics") or {}),
         run_name=name,
         storage_path=storage,
+        stop=progress.get("stop"),
     )

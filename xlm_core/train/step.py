@@ -42,9 +42,19 @@ def train_step(
     vocab_size: int,
     generator: torch.Generator,
     device: torch.device,
+    precision: str | None = None,
+    mask_scores_V: torch.Tensor | None = None,
+    round_targets_to_8: bool = False,
 ) -> StepResult:
+    """One update; `precision` is the autocast precision to run (default: `train.precision`, which the
+    loop replaces by fp32 where the CPU would emulate it: `xlm_core.train.precision`).
+
+    `mask_scores_V` (`objectives.sample_alpha` > 0: count^-alpha per id) makes the MLM/TLM targets a
+    frequency-weighted draw, and `round_targets_to_8` keeps their number a multiple of 8, as the
+    original's `mask_out` (see `xlm_core.objectives.mlm.mask_tokens`).
+    """
     micro = cfg.optim.accumulate_gradients
-    precision = cfg.train.precision
+    precision = precision or cfg.train.precision
     autocast = (
         torch.autocast(device.type, dtype=_DTYPES[precision]) if precision in _DTYPES else contextlib.nullcontext()
     )
@@ -58,6 +68,8 @@ def train_step(
             word_pred=cfg.objectives.word_pred,
             keep_rand=cfg.objectives.word_mask_keep_rand,
             generator=generator,
+            mask_scores_V=mask_scores_V,
+            round_to_8=round_targets_to_8,
         )
         # gradients are all-reduced only on the last micro-batch of an update
         sync = index == micro - 1 or not hasattr(model, "no_sync")
