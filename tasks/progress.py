@@ -53,7 +53,9 @@ class TrainingProgress:
             self.logger.info("%s %s: %s | %s%s", self.label, where, losses, speed, timing)
         else:
             shown = {
-                k: round(v, 3) for k, v in metrics.items() if k.startswith(("valid_", "xnli_valid_")) and k.endswith(("_ppl", "_acc"))
+                k: round(v, 3)
+                for k, v in metrics.items()
+                if k.startswith(("valid_", "xnli_valid_")) and k.endswith(("_ppl", "_acc"))
             }
             summary = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
             stopped = " (stopping criterion met)" if event.get("stopped") else ""

@@ -32,6 +32,7 @@ def test_prepare_data_reports_removed_pairs(prefect_harness, tmp_path):
         "data.test_size": 40,
         "bpe.codes": 200,
         "objectives.max_len": 20,  # short enough that some GNOME pairs are removed
+        "objectives.eval_max_len": 20,  # the same limit on valid/test (default: the position bound)
     }
     prepared = prepare_data(str(REPO / "configs" / "tiny.yaml"), overrides)
     cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)

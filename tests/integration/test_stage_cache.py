@@ -47,6 +47,8 @@ def test_unchanged_rerun_reuses_every_stage(cached_workdir, caplog):
     names = {message.split()[0] for message in reused}
     assert names == {
         "demo-mirror",
+        "download",
+        "filter-pairs",
         "extract",
         "read-parallel",
         "split",
@@ -56,8 +58,13 @@ def test_unchanged_rerun_reuses_every_stage(cached_workdir, caplog):
         "dictionary",
         "binarize",
     }
-    # mirror, 2 extractions, 1 pair read, 3 splits, codes, vocabulary, and 3 stages per text unit
-    assert len(reused) == 1 + 2 + 1 + 3 + 1 + 1 + 3 * len(stages.text_units(cfg))
+    # mirror, 2 extractions, 1 pair read, 3 splits, codes, vocabulary, 3 stages per text unit, the
+    # downloads and one pair filter per pair split
+    plan = stages.plan_data(cfg)
+    downloads = sum(message.split()[0] == "download" for message in reused)
+    assert downloads >= 3  # 2 dumps and 1 OPUS zip
+    per_unit = 3 * len(stages.text_units(cfg))
+    assert len(reused) == 1 + 2 + 1 + 3 + 1 + 1 + per_unit + downloads + len(plan["pair_units"])
 
 
 def test_a_changed_language_setting_redoes_only_what_depends_on_it(cached_workdir, caplog):
