@@ -5,8 +5,9 @@ that hard to read: a "Finished in state Completed()" line for each of the dozens
 warning per download task that Prefect's timeout cannot interrupt a thread (the download enforces
 its own deadline), library lines (the `xlm_core` loggers) that do not say which task they come
 from, and a traceback for errors that already carry their own one-line explanation. These filters
-act on the console only: the records reach the Prefect API (the UI's logs) unchanged, because Prefect's API handler sits on the run
-loggers and sees each record before it propagates to the console handler.
+act on the console only: the records reach the Prefect API (the UI's logs) unchanged, because
+Prefect's API handler sits on the run loggers and sees each record before it propagates to the
+console handler.
 """
 
 from __future__ import annotations
