@@ -193,9 +193,12 @@ def _graph(root_flow_run_id: str) -> dict[str, set[str]]:
                 flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
             )
             for child in children:
-                subflow_names[str(child.parent_task_run_id)] = client.read_flow(child.flow_id).name
+                # a subflow appears as its tracking task run, and as its flow run in `FlowRunResult` inputs
+                name = client.read_flow(child.flow_id).name
+                subflow_names[str(child.parent_task_run_id)] = subflow_names[str(child.id)] = name
             pending += [str(child.id) for child in children]
     names = {str(run.id): subflow_names.get(str(run.id), run.task_key.rsplit("-", 1)[0]) for run in task_runs}
+    names |= {run_id: name for run_id, name in subflow_names.items() if run_id not in names}
     graph: dict[str, set[str]] = {}
     for run in task_runs:
         upstream = {str(ref.id) for refs in run.task_inputs.values() for ref in refs if hasattr(ref, "id")}
