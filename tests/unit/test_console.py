@@ -30,3 +30,11 @@ def test_self_explaining_errors_lose_their_traceback_only() -> None:
     assert record.getMessage() == "Task run failed with exception: bad key x"
     other = _record("prefect.task_runs", logging.ERROR, "Task run failed", KeyError("k"))
     assert keep(other) and other.exc_info is not None  # a bug keeps its traceback
+
+
+def test_flow_run_url_falls_back_to_the_local_ui_when_prefect_has_none(monkeypatch) -> None:
+    from tasks import tracking
+
+    monkeypatch.setattr(tracking.flow_run, "id", "abc", raising=False)
+    monkeypatch.setattr(tracking.flow_run, "ui_url", "None/flow-runs/flow-run/abc", raising=False)
+    assert tracking.prefect_run_url() == "http://127.0.0.1:4200/runs/flow-run/abc"
