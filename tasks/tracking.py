@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from prefect import get_client, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.utilities.urls import url_for
 
 from tasks._common import typed
 from xlm_core.config import PipelineConfig, flatten
@@ -126,14 +127,15 @@ def trained_by_run(cfg: PipelineConfig, ray_run: str) -> str | None:
 
 
 def prefect_run_url() -> str | None:
-    """The current flow run's page. Prefect builds it from its UI setting, which the ephemeral API
-    leaves unset (the URL then starts with "None"): use the local UI's address instead."""
+    """The current flow run's page in the Prefect UI, on the route the UI serves (the one of the "View at"
+    log lines; `flow_run.ui_url` builds an older route). Without a UI setting, as under the ephemeral API,
+    the local UI's address (`make ui`) is used."""
     if not flow_run.id:
         return None
-    url = flow_run.ui_url
-    if not url or not str(url).startswith(("http://", "https://")):
+    url = url_for("flow-run", obj_id=flow_run.id, default_base_url=PREFECT_UI)
+    if not url or not url.startswith(("http://", "https://")):
         url = f"{PREFECT_UI}/runs/flow-run/{flow_run.id}"
-    return str(url)
+    return url
 
 
 @functools.lru_cache(maxsize=1)

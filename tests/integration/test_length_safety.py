@@ -12,6 +12,7 @@ import pytest
 
 from tests.conftest import REPO
 from xlm_core.config import load_config
+from xlm_core.config.limits import pair_max_len
 from xlm_core.data import stages
 from xlm_core.data.binarize import load_binarized
 from xlm_core.data.length_filter import filter_pairs
@@ -82,16 +83,18 @@ def test_data_stages_count_the_removed_pairs_per_split(untidy) -> None:
     for split in ("valid", "test"):
         sides = [load_binarized(layout.binarized(split, lang, "en-fr")) for lang in ("en", "fr")]
         assert sides[0].lengths[0] >= 2000 and sides[0].lengths[2] == 0 and sides[1].lengths[3] == 0
-        # The file's own pairs (after the injected ones), counted on their own.
-        _, base = filter_pairs(
-            sides[0].lengths[len(INJECTED) :], sides[1].lengths[len(INJECTED) :], cfg.objectives.max_len
-        )
+        # The file's own pairs (after the injected ones), counted on their own with the split's limit:
+        # valid/test keep every pair the positions hold (`objectives.eval_max_len` unset), not `max_len`.
+        limit = pair_max_len(cfg.model, cfg.objectives, split)
+        assert limit == cfg.model.max_position_embeddings - 2
+        _, base = filter_pairs(sides[0].lengths[len(INJECTED) :], sides[1].lengths[len(INJECTED) :], limit)
         record = filtered[split]
+        assert record["max_len"] == limit
         assert record["pairs"] == base.pairs + len(INJECTED)
         assert record["removed_long"] == base.removed_long + N_LONG
         assert record["removed_empty"] == base.removed_empty + N_EMPTY
         assert record["kept"] == base.kept and record["longest_side"] >= 2000
-        assert record["longest_kept_side"] <= cfg.objectives.max_len
+        assert record["longest_kept_side"] <= limit
         assert (layout.root / "bin" / f"{split}.en-fr.pairs.json").is_file()
     binarized = {Path(item["prefix"]).name: item for item in prepared["binarized"]}
     assert binarized["valid.en-fr.en"]["empty_sentences"] >= 2 and binarized["valid.en-fr.fr"]["empty_sentences"] >= 2

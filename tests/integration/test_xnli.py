@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.support.http_server import serve
-from tests.support.xnli import build_xnli_fixture, xnli_overrides
+from tests.support.xnli import SERVED, build_xnli_fixture, xnli_overrides
 from xlm_core.config import load_config
 from xlm_core.data import nli_stages
 from xlm_core.data.nli import XNLI_LANGS
@@ -103,7 +103,7 @@ def _prepare_translated(tmp_path_factory, mode: str):
     """The fixture zips without the one `mode` must not read, fetched over HTTP and prepared (en, fr, zh)."""
     root = tmp_path_factory.mktemp(mode)
     served, model_dir = build_xnli_fixture(root, train_pairs=300, eval_pairs=24)
-    (served / {"translate-train": "multinli_1.0.zip", "translate-test": "XNLI-1.0.zip"}[mode]).unlink()
+    (served / SERVED[{"translate-train": "multinli", "translate-test": "xnli"}[mode]]).unlink()
     with serve(served) as server:
         overrides = xnli_overrides(
             root, server.url, mode=mode, langs=["en", "fr", "zh"], batch_size=8, epoch_size=480, max_epochs=2

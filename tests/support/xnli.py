@@ -15,7 +15,11 @@ from xlm_core.data.nli import XNLI_LANGS
 from xlm_core.export import export_lm
 from xlm_core.model import XLMWithLMHeadModel
 
-__all__ = ["build_xnli_fixture", "xnli_overrides"]
+__all__ = ["SERVED", "build_xnli_fixture", "xnli_overrides"]
+
+# The served names: the real formats, but not the published files, so not under the published names
+# (a download named like a published zip is checked against its pinned size and SHA-256).
+SERVED = {"xnli": "XNLI-1.0-fixture.zip", "multinli": "multinli_1.0-fixture.zip", "xnli_mt": "XNLI-MT-1.0-fixture.zip"}
 
 # Learnable rule: the hypothesis carries one marker word that names the class; the rest is filler.
 MARKERS = {"entailment": "yes", "contradiction": "no", "neutral": "maybe"}
@@ -46,14 +50,14 @@ def _mt_tsv(rows: list[tuple[str, str, str]]) -> str:
 
 
 def build_xnli_fixture(root: Path, *, train_pairs: int = 300, eval_pairs: int = 30) -> tuple[Path, Path]:
-    """Write `root/served/{XNLI-1.0.zip, multinli_1.0.zip, XNLI-MT-1.0.zip}` and `root/pretrained` (an
+    """Write the three zips of `SERVED` into `root/served/` and `root/pretrained` (an
     export); return both. XNLI-MT holds a training set per language (other rows than MultiNLI's) and each
     language's dev/test rows (the same pairs and labels as XNLI's) as its "English translations"."""
     dev = {lang: _rows(eval_pairs, seed=i) for i, lang in enumerate(XNLI_LANGS)}
     test = {lang: _rows(eval_pairs, seed=100 + i) for i, lang in enumerate(XNLI_LANGS)}
     served = root / "served"
     write_zip(
-        served / "XNLI-1.0.zip",
+        served / SERVED["xnli"],
         {
             "XNLI-1.0/": None,
             "XNLI-1.0/xnli.dev.jsonl": xnli_jsonl(dev),
@@ -66,7 +70,7 @@ def build_xnli_fixture(root: Path, *, train_pairs: int = 300, eval_pairs: int = 
     rows = _rows(train_pairs, seed=7)
     train = [(s1, s2, label, str(i), f"{i}e", "fiction") for i, (s1, s2, label) in enumerate(rows)]
     write_zip(
-        served / "multinli_1.0.zip",
+        served / SERVED["multinli"],
         {"multinli_1.0/": None, "multinli_1.0/multinli_1.0_train.txt": multinli_txt(train), "__MACOSX/": None},
     )
     mt: dict[str, str | bytes | None] = {"XNLI-MT-1.0/": None, "XNLI-MT-1.0/multinli/": None, "XNLI-MT-1.0/xnli/": None}
@@ -74,7 +78,7 @@ def build_xnli_fixture(root: Path, *, train_pairs: int = 300, eval_pairs: int = 
         mt[f"XNLI-MT-1.0/multinli/multinli.train.{lang}.tsv"] = _mt_tsv(_rows(train_pairs // 3, seed=200 + i))
         mt[f"XNLI-MT-1.0/xnli/xnli.dev.{lang}.tsv"] = _mt_tsv(dev[lang])
         mt[f"XNLI-MT-1.0/xnli/xnli.test.{lang}.tsv"] = _mt_tsv(test[lang])
-    write_zip(served / "XNLI-MT-1.0.zip", mt | {"__MACOSX/": None})
+    write_zip(served / SERVED["xnli_mt"], mt | {"__MACOSX/": None})
     torch.manual_seed(0)
     arch = tiny_arch(len(_words()), n_langs=len(XNLI_LANGS), dropout=0.0, attention_dropout=0.0)
     (root / "codes").write_text(CODES, encoding="utf-8")
@@ -99,9 +103,9 @@ def xnli_overrides(root: Path, server_url: str, **xnli: object) -> dict[str, obj
         "tokenization.workers": 1,
         "tracking.system_metrics": False,
         "xnli.enabled": True,
-        "xnli.xnli_url": f"{server_url}/XNLI-1.0.zip",
-        "xnli.multinli_url": f"{server_url}/multinli_1.0.zip",
-        "xnli.xnli_mt_url": f"{server_url}/XNLI-MT-1.0.zip",
+        "xnli.xnli_url": f"{server_url}/{SERVED['xnli']}",
+        "xnli.multinli_url": f"{server_url}/{SERVED['multinli']}",
+        "xnli.xnli_mt_url": f"{server_url}/{SERVED['xnli_mt']}",
         "xnli.lr_encoder": 2e-3,
         "xnli.lr_classifier": 2e-3,
     } | {f"xnli.{key}": value for key, value in xnli.items()}
