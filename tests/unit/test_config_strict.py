@@ -100,6 +100,7 @@ def test_set_values_are_read_by_the_field_type():
             "data.parallel=[{corpus: GNOME, version: v1, pair: en-fr}]",
             "scaling.ray_address=null",
             "experiment.name=20240301",
+            "tracking.registered_model=",
         ]
     )
     assert overrides == {
@@ -113,6 +114,7 @@ def test_set_values_are_read_by_the_field_type():
         "data.parallel": [{"corpus": "GNOME", "version": "v1", "pair": "en-fr"}],
         "scaling.ray_address": None,
         "experiment.name": "20240301",
+        "tracking.registered_model": "",  # empty, not null: registration off, not the default name
     }
     cfg = load_config(TINY, ["data.wikipedia.dump_date=20240301", "train.compile=true", "train.max_epochs=3"])
     assert (cfg.data.wikipedia.dump_date, cfg.train.compile, cfg.train.max_epochs) == ("20240301", True, 3)

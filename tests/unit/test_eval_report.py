@@ -81,3 +81,45 @@ def test_card_info_keeps_the_baselines_out_of_the_perplexity_table() -> None:
     assert info["perplexity"]["valid"] == {"en (MLM)": 31.5, "fr (MLM)": 40.0, "en_fr (MLM)": 12.0}
     assert info["metrics"]["valid_en_fr_tlm_context_gain"] == 6.25
     assert "best_valid_mlm_ppl" not in info["metrics"] and "train_en_mlm_loss" not in info["metrics"]
+
+
+def test_evidence_holds_the_figures_and_their_targets() -> None:
+    from xlm_core.evaluation.report import evidence, evidence_lines
+
+    xnli = {"xnli_valid_en_acc": 60.0, "xnli_valid_fr_acc": 30.0, "xnli_valid_avg_acc": 45.0, "xnli_test_en_acc": 1.0}
+    found = evidence(METRICS, xnli)
+    assert found["ppl_to_unigram"] == 35.75 / 200.0
+    assert found["valid_en_fr_retrieval_p1"] == 42.5 and found["valid_en_fr_tlm_context_gain"] == 6.25
+    assert found["retrieval_p1_to_chance"] == 42.5 / (100.0 / 100.0)  # 100 probed pairs: chance is 1%
+    assert found["xnli_valid_en_acc"] == 60.0 and "xnli_valid_avg_acc" not in found and "xnli_test_en_acc" not in found
+    assert found["xnli_en_to_chance"] == 60.0 / (100 / 3) and found["xnli_zero_shot_to_chance"] == 30.0 / (100 / 3)
+    holds = {c["figure"]: c["holds"] for c in found["checks"]}
+    assert holds == {
+        "ppl_to_unigram": True,
+        "tlm_context_gain": True,
+        "retrieval_p1_to_chance": True,
+        "xnli_en_to_chance": True,
+        "xnli_zero_shot_to_chance": False,  # 30% is below chance
+    }
+    assert any("NOT met" in line and "zero-shot" in line for line in evidence_lines(found))
+    # A monolingual run without XNLI: only the perplexity check.
+    mono = evidence({"valid_mlm_ppl": 500.0, "valid_mlm_unigram_ppl": 400.0})
+    assert [c["figure"] for c in mono["checks"]] == ["ppl_to_unigram"] and not mono["checks"][0]["holds"]
+
+
+def test_card_names_the_dump_dates_latest_resolved_to(tmp_path) -> None:
+    import json
+
+    from xlm_core.data.dump_dates import latest_record_path
+
+    cfg = load_config(
+        REPO / "configs" / "tiny.yaml",
+        {"experiment.workdir": str(tmp_path), "data.wikipedia.dump_date": "latest", "data.demo_mirror": False},
+    )
+    record = latest_record_path(tmp_path / "downloads" / "wikipedia", "en")
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"date": "20261101"}), encoding="utf-8")
+    [wiki] = [s for s in card_info_from_config(cfg, {})["data_sources"] if s.startswith("Wikipedia")]
+    assert wiki.startswith("Wikipedia dumps 20261101 (en); latest (not yet resolved) (fr) from ")
+    pinned = load_config(REPO / "configs" / "tiny.yaml", {"data.wikipedia.dump_date": "20240101"})
+    assert card_info_from_config(pinned, {})["data_sources"][0].startswith("Wikipedia dumps 20240101 (en, fr) from ")

@@ -104,8 +104,8 @@ def typed_value(annotation: Any, value: Any, dotted: str) -> Any:
             return value
         raise ConfigError(f"override {dotted}={value!r}: not a valid value ({error.__class__.__name__})") from error
     if _takes_text(annotation):
-        if parsed is None and type(None) in _members(annotation):
-            return None  # `null`, `~` or nothing on an optional string field
+        if parsed is None and value.strip() and type(None) in _members(annotation):
+            return None  # `null` or `~` on an optional string field; nothing after `=` is the empty string
         return parsed if isinstance(parsed, str) else value
     return parsed
 

@@ -14,8 +14,10 @@ from typing import Any
 from xlm_core.checkpoint import STATE_FILE, CheckpointError, error_summary, load_checkpoint
 from xlm_core.config import PipelineConfig, config_from_dict
 from xlm_core.data.dictionary import Dictionary
+from xlm_core.data.dump_dates import latest_record_path, recorded_date
 from xlm_core.export.hf import export_lm, verify_export
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
+from xlm_core.paths import WorkLayout
 
 __all__ = [
     "card_info_from_config",
@@ -64,6 +66,20 @@ def model_from_checkpoint(
     return model.eval(), arch, state.get("train_state", {}), cfg
 
 
+def _dump_dates(cfg: PipelineConfig) -> str:
+    """`20240301 (en, fr)`; for `latest`, the dates it resolved to, as recorded by the fetch stage
+    (`latest (not yet resolved)` for a language fetched elsewhere)."""
+    wiki, langs = cfg.data.wikipedia, cfg.data.mono
+    if wiki.dump_date != "latest":
+        return f"{wiki.dump_date} ({', '.join(langs)})"
+    downloads = WorkLayout(cfg.workdir).downloads / "wikipedia"
+    by_date: dict[str, list[str]] = {}
+    for lang in langs:
+        date = recorded_date(latest_record_path(downloads, lang, wiki.multistream)) or "latest (not yet resolved)"
+        by_date.setdefault(date, []).append(lang)
+    return "; ".join(f"{date} ({', '.join(names)})" for date, names in by_date.items())
+
+
 def card_info_from_config(cfg: PipelineConfig, train_state: dict[str, Any]) -> dict[str, Any]:
     """Model-card facts from the experiment config and the final train state."""
     metrics = train_state.get("last_metrics") or {}
@@ -79,7 +95,7 @@ def card_info_from_config(cfg: PipelineConfig, train_state: dict[str, Any]) -> d
         target = perplexity if parts[-1] == "ppl" else accuracy
         target.setdefault(parts[0], {})[f"{'_'.join(parts[1:-2])} ({parts[-2].upper()})"] = float(value)
     wiki = cfg.data.wikipedia
-    sources = [f"Wikipedia dumps {wiki.dump_date} ({', '.join(cfg.data.mono)}) from {wiki.base_url}"]
+    sources = [f"Wikipedia dumps {_dump_dates(cfg)} from {wiki.base_url}"]
     sources += [f"OPUS {c.corpus} {c.version} {c.pair}" for c in cfg.data.parallel]
     if cfg.data.demo_mirror:
         sources.append("demo mirror built from local man pages and gettext catalogs (not real Wikipedia/OPUS)")

@@ -130,7 +130,8 @@ def _refuse_unrepresentable(checkpoint: Mapping[str, Any], state: Mapping[str, A
         raise ValueError(f"{source}: product-key memory layers (memories.*) are not supported by transformers' XLM")
     if any(k.startswith("pred_layer.proj.head") or k.startswith("pred_layer.proj.tail") for k in state):
         raise ValueError(
-            f"{source}: adaptive-softmax (asm) output layer; XLMWithLMHeadModel cannot run it (hf-compat.md §5.3)"
+            f"{source}: adaptive-softmax (asm) output layer; XLMWithLMHeadModel cannot run it "
+            "(see docs/transformers-compatibility.md, 'What cannot be exported')"
         )
 
 
