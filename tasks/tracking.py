@@ -26,7 +26,8 @@ from prefect.utilities.urls import url_for
 from tasks._common import typed
 from xlm_core.config import PipelineConfig, flatten
 from xlm_core.data.clean import REASONS as CLEANING_REASONS
-from xlm_core.evaluation.report import is_report_metric, learned_markdown
+from xlm_core.evaluation.report import evidence, is_report_metric, learned_markdown
+from xlm_core.io import atomic_open
 from xlm_core.paths import WorkLayout
 from xlm_core.stage_cache import content_digest
 
@@ -401,7 +402,8 @@ def publish_summary(
     exported: dict[str, Any],
     finetuned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The run summary: a Prefect Markdown artifact and `summary.json` in the MLflow pipeline run."""
+    """The run summary: a Prefect Markdown artifact, `summary.json` in the MLflow pipeline run and the same
+    file in the work directory (`WorkLayout.summary`)."""
     cfg = typed(config)
     metrics = trained.get("metrics") or {}
     summary = {
@@ -420,11 +422,10 @@ def publish_summary(
         "xnli_accuracy": {
             k: round(float(v), 2) for k, v in ((finetuned or {}).get("metrics") or {}).items() if k.endswith("_acc")
         },
-        "metrics": {
-            k: round(float(v), 4)
-            for k, v in sorted(metrics.items())
-            if k.startswith(("valid_", "test_")) and k.endswith("_ppl")
-        },
+        "metrics": {k: round(float(v), 4) for k, v in sorted(metrics.items()) if is_report_metric(k)},
+        # What the model learned on held-out data, against its targets (see `evidence`).
+        "learned": evidence(metrics, (finetuned or {}).get("metrics")),
+        "summary_file": str(WorkLayout(cfg.workdir).summary),
     }
     create_markdown_artifact(
         key="xlm-run-summary",
@@ -434,6 +435,8 @@ def publish_summary(
         ),
     )
     client_for(cfg).log_dict(run_id, summary, "summary.json")
+    with atomic_open(summary["summary_file"]) as f:  # for scripts: work/<experiment>/summary.json
+        json.dump(summary, f, indent=2, sort_keys=True)
     return summary
 
 

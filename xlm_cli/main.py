@@ -72,6 +72,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _summary_text(summary: dict) -> str:
+    from xlm_core.evaluation.report import evidence_lines
+
     lines = ["", "[xlm] pipeline finished"]
     lines.append(f"  Prefect flow run : {summary['prefect_flow_run_id']}")
     home = os.environ.get("PREFECT_HOME", "~/.prefect")
@@ -96,7 +98,7 @@ def _summary_text(summary: dict) -> str:
         f"{summary['max_abs_logit_diff']:.2e})"
     )
     for key, value in summary.get("metrics", {}).items():
-        if key.startswith("valid_"):
+        if key.startswith("valid_") and key.endswith(("_ppl", "_retrieval_p1", "_tlm_context_gain")):
             lines.append(f"    {key} = {value}")
     if summary.get("training_resumed") == "finished":
         lines.append("    (training had already finished: reported from its checkpoints, no workers started)")
@@ -105,6 +107,11 @@ def _summary_text(summary: dict) -> str:
         for key, value in summary.get("xnli_accuracy", {}).items():
             if key.startswith(("xnli_valid_", "xnli_test_")) and "avg" in key:
                 lines.append(f"    {key} = {value}")
+    learned = evidence_lines(summary.get("learned") or {})
+    if learned:
+        lines.append("  What the model learned (held-out valid data):")
+        lines += [f"    {line}" for line in learned]
+    lines.append(f"  Summary file     : {summary['summary_file']}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@
   ray/                                      Ray Train storage (checkpoints)
   mlflow.db  mlartifacts/                   embedded MLflow store
   export/                                   Hugging Face directory
+  summary.json                              the pipeline's last summary (what the model learned)
 
 Languages and pairs become file names: every method taking one checks it (`xlm_core.names`), so a
 name such as `../../x` is a ValueError, never a file outside the work directory.
@@ -94,6 +95,10 @@ class WorkLayout:
     @property
     def export(self) -> Path:
         return self.root / "export"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
 
     def error_report(self, run_name: str) -> Path:
         """Where the driver writes the full traceback of a training run that failed for good."""

@@ -86,6 +86,23 @@ def test_mlflow_has_decreasing_per_language_perplexity(pipeline_run):
     assert pipeline.data.tags["xlm.link.hf_export"] == f"runs:/{train_run.info.run_id}/hf_export"
     assert "hf_export" not in {a.path for a in client.list_artifacts(pipeline.info.run_id)}
     assert train_run.data.tags["xlm.digest.hf_export"]
+    # Beside each perplexity its unigram baseline, and the en-fr alignment probe, at every evaluation.
+    for key in ("valid_en_mlm_unigram_ppl", "valid_en_fr_retrieval_p1", "valid_en_fr_tlm_context_gain"):
+        assert len(client.get_metric_history(train_run.info.run_id, key)) == cfg.train.max_epochs, key
+
+
+def test_summary_file_says_what_the_model_learned(pipeline_run):
+    from xlm_core.paths import WorkLayout
+
+    summary, cfg = pipeline_run
+    written = json.loads(WorkLayout(cfg.workdir).summary.read_text(encoding="utf-8"))
+    assert written["summary_file"] == summary["summary_file"] and written["learned"] == summary["learned"]
+    learned = written["learned"]
+    for key in ("valid_mlm_ppl", "valid_mlm_unigram_ppl", "ppl_to_unigram", "valid_en_fr_retrieval_p1"):
+        assert key in learned, key
+    gain = written["metrics"]["valid_en_fr_tlm_context_gain"]
+    assert learned["valid_en_fr_tlm_context_gain"] == pytest.approx(gain, abs=1e-4)
+    assert {c["figure"] for c in learned["checks"]} >= {"ppl_to_unigram", "tlm_context_gain", "retrieval_p1_to_chance"}
 
 
 def test_export_loads_in_transformers_with_the_same_logits(pipeline_run):

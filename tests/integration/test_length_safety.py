@@ -114,3 +114,27 @@ def test_training_and_evaluation_complete_and_log_the_counts(untidy, tmp_path: P
         stem = f"data_{record['split']}_en_fr"
         for key in ("pairs", "removed_empty", "removed_long", "kept"):
             assert data[f"{stem}_{key}"] == record[key], (stem, key)
+    # Beside every evaluation: the unigram baselines of the same sets and the alignment probe of en-fr.
+    from xlm_core.data.dictionary import Dictionary
+    from xlm_core.evaluation.unigram import unigram_baselines
+    from xlm_core.objectives.inputs import parse_steps
+    from xlm_core.train.evaluate import load_eval_sets
+
+    layout = WorkLayout(cfg.workdir)
+    eval_sets = load_eval_sets(cfg, layout, parse_steps(cfg.objectives.clm_steps, cfg.objectives.mlm_steps))
+    expected = unigram_baselines(
+        cfg.workdir,
+        eval_sets,
+        lang2id=cfg.lang2id,
+        vocab_size=len(Dictionary.read(layout.dictionary)),
+        batch_size=cfg.objectives.batch_size,
+        word_pred=cfg.objectives.word_pred,
+    )
+    assert {"valid_en_mlm_unigram_ppl", "test_en_fr_mlm_unigram_ppl", "valid_mlm_unigram_ppl"} <= set(expected)
+    assert {key: metrics[key] for key in expected} == expected
+    evaluation = next(logged for _, logged in recorder.logged if "valid_en_mlm_ppl" in logged)
+    assert evaluation["valid_en_mlm_unigram_ppl"] == expected["valid_en_mlm_unigram_ppl"]
+    for split in ("valid", "test"):
+        assert evaluation[f"{split}_en_fr_probe_pairs"] > 0
+        assert 0.0 <= evaluation[f"{split}_en_fr_retrieval_p1"] <= 100.0
+        assert -100.0 <= evaluation[f"{split}_en_fr_tlm_context_gain"] <= 100.0

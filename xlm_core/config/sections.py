@@ -351,6 +351,24 @@ class TrainConfig(_Section):
     eval_max_batches: int | None = Field(
         default=None, ge=1, description="Cap on evaluation batches per set (None: full sets)."
     )
+    probe_pairs: int = Field(
+        default=1000,
+        ge=0,
+        description="Pairs of each parallel valid/test set scored by the alignment probe at every evaluation "
+        "(retrieval P@1 both ways and, for MLM/TLM models, the TLM context gain; the same seeded pairs each time); "
+        "0: no probe.",
+    )
+    probe_layer: int | None = Field(
+        default=None,
+        ge=0,
+        description="Layer whose mean-pooled states embed a sentence for retrieval (0: the embeddings); "
+        "null: n_layers // 2, at least 1.",
+    )
+    unigram_baseline: bool = Field(
+        default=True,
+        description="Log, once per run, the unigram perplexity of every valid/test set (add-one unigrams of the "
+        "train set, the same batches and targets as the model's) beside the model's perplexities.",
+    )
     validation_metrics: list[str] = Field(
         default_factory=lambda: ["_valid_mlm_ppl"],
         description="Metrics for best checkpoints; a leading `_` means lower is better.",

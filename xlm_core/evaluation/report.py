@@ -8,11 +8,12 @@ Pure functions over the flat metric dict the training loop logs (`valid_en_mlm_p
 from __future__ import annotations
 
 import math
+import operator
 import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["is_report_metric", "learned_markdown", "learned_rows"]
+__all__ = ["evidence", "evidence_lines", "is_report_metric", "learned_markdown", "learned_rows"]
 
 _SPLITS = ("valid", "test")
 _PROBE_MARKERS = ("_retrieval_p1", "_tlm_context_gain")
@@ -126,3 +127,95 @@ def learned_markdown(metrics: Mapping[str, Any] | None) -> str:
             )
         out += ["", "→ is first language to second (queries / context in the first), ← the reverse."]
     return "\n".join(out)
+
+
+_OPS = {"<=": operator.le, ">=": operator.ge, ">": operator.gt}
+# What a run must show to have learned more than word frequencies (`evidence`): the check, its target.
+_CHECKS = (
+    ("ppl_to_unigram", "valid MLM perplexity / unigram perplexity", "<=", 0.8),
+    ("tlm_context_gain", "TLM context gain (points)", ">=", 1.0),
+    ("retrieval_p1_to_chance", "retrieval P@1 / chance", ">=", 5.0),
+    ("xnli_en_to_chance", "XNLI English accuracy / chance", ">=", 1.2),
+    ("xnli_zero_shot_to_chance", "XNLI zero-shot accuracy / chance (mean of the other languages)", ">", 1.0),
+)
+
+
+def evidence(
+    metrics: Mapping[str, Any],
+    xnli_metrics: Mapping[str, Any] | None = None,
+    *,
+    probe_pairs: Mapping[str, float] | None = None,
+    split: str = "valid",
+    n_classes: int = 3,
+) -> dict[str, Any]:
+    """The figures that say whether a run learned beyond word frequencies, on held-out `split` data:
+
+    - `{split}_mlm_ppl`, `{split}_mlm_unigram_ppl` and their ratio `ppl_to_unigram` (the averages over the
+      MLM steps, TLM included);
+    - per parallel pair `{split}_<l1>_<l2>_retrieval_p1` and `..._tlm_context_gain`, and the means over
+      pairs `retrieval_p1`, `tlm_context_gain`; `retrieval_p1_to_chance` divides P@1 by chance,
+      100 / the probed pairs (`{split}_<pair>_probe_pairs`);
+    - XNLI: `xnli_{split}_<lang>_acc` for every language, `xnli_en_to_chance` and
+      `xnli_zero_shot_to_chance` (the mean of the other languages' accuracies / chance, 100 / n_classes).
+
+    `checks` lists, for each figure present, its target and whether it holds (`_CHECKS`). Missing figures
+    are left out (a monolingual run has no retrieval, a run without XNLI no accuracies).
+    """
+    out: dict[str, Any] = {}
+    ppl, unigram = (_number(metrics.get(f"{split}_mlm{kind}_ppl")) for kind in ("", "_unigram"))
+    if ppl is not None:
+        out[f"{split}_mlm_ppl"] = ppl
+    if unigram is not None:
+        out[f"{split}_mlm_unigram_ppl"] = unigram
+    if ppl is not None and unigram:
+        out["ppl_to_unigram"] = ppl / unigram
+    probes = [r for r in learned_rows(metrics) if r["objective"] == "alignment" and r["split"] == split]
+    chances = []
+    for row in probes:
+        stem = f"{split}_{row['set']}"
+        for field, metric in (("retrieval_p1", "retrieval_p1"), ("context_gain", "tlm_context_gain")):
+            if row[field] is not None:
+                out[f"{stem}_{metric}"] = row[field]
+        pairs = _number((probe_pairs or metrics).get(f"{stem}_probe_pairs"))
+        if pairs:
+            chances.append(100.0 / pairs)
+    for name, field in (("retrieval_p1", "retrieval_p1"), ("tlm_context_gain", "context_gain")):
+        values = [row[field] for row in probes if row[field] is not None]
+        if values:
+            out[name] = sum(values) / len(values)
+    if "retrieval_p1" in out and chances:
+        out["retrieval_p1_to_chance"] = out["retrieval_p1"] / (sum(chances) / len(chances))
+    chance = 100.0 / n_classes
+    accuracies = {
+        key.removeprefix(f"xnli_{split}_").removesuffix("_acc"): value
+        for key, raw in (xnli_metrics or {}).items()
+        if key.startswith(f"xnli_{split}_") and key.endswith("_acc") and (value := _number(raw)) is not None
+    }
+    accuracies.pop("avg", None)
+    for lang, value in sorted(accuracies.items()):
+        out[f"xnli_{split}_{lang}_acc"] = value
+    if "en" in accuracies:
+        out["xnli_en_to_chance"] = accuracies["en"] / chance
+    others = [value for lang, value in accuracies.items() if lang != "en"]
+    if others:
+        out["xnli_zero_shot_to_chance"] = sum(others) / len(others) / chance
+    out["checks"] = [
+        {
+            "figure": key,
+            "what": what,
+            "target": f"{op} {target:g}",
+            "value": out[key],
+            "holds": _OPS[op](out[key], target),
+        }
+        for key, what, op, target in _CHECKS
+        if key in out
+    ]
+    return out
+
+
+def evidence_lines(found: Mapping[str, Any]) -> list[str]:
+    """`evidence`'s checks as terminal lines: `what: value (target ..., holds|NOT met)`."""
+    return [
+        f"{c['what']}: {c['value']:.3g} (target {c['target']}: {'holds' if c['holds'] else 'NOT met'})"
+        for c in found.get("checks", [])
+    ]

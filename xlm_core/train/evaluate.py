@@ -15,14 +15,16 @@ import torch
 
 from xlm_core.config import PipelineConfig
 from xlm_core.data.dictionary import Dictionary
+from xlm_core.evaluation.alignment import probe_parallel_sets
 from xlm_core.evaluation.perplexity import finalize, lm_sums
+from xlm_core.evaluation.unigram import unigram_baselines
 from xlm_core.export.from_checkpoint import model_from_checkpoint
 from xlm_core.objectives.inputs import StepSpec, parse_steps
 from xlm_core.paths import WorkLayout
 from xlm_core.train.distributed import all_reduce_sums
 from xlm_core.train.sets import build_datasets
 
-__all__ = ["evaluate_checkpoint", "evaluate_sets", "load_eval_sets"]
+__all__ = ["baseline_metrics", "evaluate_checkpoint", "evaluate_sets", "load_eval_sets", "probe_metrics"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +65,48 @@ def evaluate_sets(
                     device=device,
                 )
             )
-    return finalize(all_reduce_sums(sums), steps)
+    return finalize(all_reduce_sums(sums), steps) | probe_metrics(model, cfg, lang2id, device)
+
+
+def probe_metrics(
+    model: torch.nn.Module, cfg: PipelineConfig, lang2id: dict[str, int], device: torch.device
+) -> dict[str, float]:
+    """The alignment probe on the parallel valid/test sets (`train.probe_pairs` pairs each; {} when 0).
+    Every rank computes the same figures (same weights, same seeded pairs), so no reduction is needed."""
+    if not cfg.train.probe_pairs or not cfg.data.pairs:
+        return {}
+    return probe_parallel_sets(
+        model,
+        cfg.workdir,
+        cfg.data.pairs,
+        lang2id,
+        causal=cfg.causal,
+        max_pairs=cfg.train.probe_pairs,
+        max_len=cfg.model.max_position_embeddings - 2,
+        layer=cfg.train.probe_layer,
+        word_pred=cfg.objectives.word_pred,
+        seed=cfg.experiment.seed,
+        batch_size=cfg.objectives.batch_size,
+        device=device,
+    )
+
+
+def baseline_metrics(
+    cfg: PipelineConfig, eval_sets: dict[str, dict[StepSpec, Any]], lang2id: dict[str, int], vocab_size: int
+) -> dict[str, float]:
+    """`{split}_{step}_unigram_ppl` of every evaluation set, on the batches `evaluate_sets` scores ({} when
+    `train.unigram_baseline` is off)."""
+    if not cfg.train.unigram_baseline:
+        return {}
+    return unigram_baselines(
+        cfg.workdir,
+        eval_sets,
+        lang2id=lang2id,
+        vocab_size=vocab_size,
+        batch_size=cfg.objectives.batch_size,
+        word_pred=cfg.objectives.word_pred,
+        max_batches=cfg.train.eval_max_batches,
+    )
 
 
 def evaluate_checkpoint(
@@ -99,6 +142,7 @@ def evaluate_checkpoint(
     eval_sets = load_eval_sets(cfg, layout, steps)
     model.to(device)
     metrics = evaluate_sets(model, cfg, eval_sets, cfg.lang2id, len(dico), 0, 1, device)
+    metrics |= baseline_metrics(cfg, eval_sets, cfg.lang2id, len(dico))
     logger.info(
         "evaluated %s (epoch %s, update %s): %s",
         checkpoint_dir,

@@ -33,7 +33,7 @@ from xlm_core.objectives import mask_scores_from_counts
 from xlm_core.objectives.inputs import StepSpec, parse_steps
 from xlm_core.paths import WorkLayout
 from xlm_core.train.distributed import all_reduce_sums, broadcast_flag, rank_and_world
-from xlm_core.train.evaluate import evaluate_sets, load_eval_sets
+from xlm_core.train.evaluate import baseline_metrics, evaluate_sets, load_eval_sets
 from xlm_core.train.metrics import MetricLogger, NullLogger
 from xlm_core.train.optim import build_optimizer
 from xlm_core.train.precision import effective_precision
@@ -151,6 +151,8 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
     masking = _masking(cfg, dico, precision, device)
     train_sets = build_datasets(cfg, layout, steps, "train", rank, world)
     eval_sets = load_eval_sets(cfg, layout, steps)
+    hooks.phase = "unigram baselines of the valid/test sets"
+    baselines = baseline_metrics(cfg, eval_sets, lang2id, len(dico))  # fixed: logged beside every evaluation
     state = new_train_state()
     generator = torch.Generator().manual_seed(cfg.experiment.seed * 1000 + rank)
     random.seed(cfg.experiment.seed + rank)
@@ -226,7 +228,7 @@ def train(cfg: PipelineConfig, hooks: TrainHooks | None = None) -> dict[str, Any
         tokens_per_s = all_reduce_sums({"t": progress["tokens"] / max(train_seconds, 1e-9)})["t"]
         hooks.phase = f"validation and test after epoch {epoch} (update {state['update']})"
         eval_start = time.monotonic()
-        metrics = evaluate_sets(model, cfg, eval_sets, lang2id, len(dico), rank, world, device)
+        metrics = evaluate_sets(model, cfg, eval_sets, lang2id, len(dico), rank, world, device) | baselines
         metrics["epoch"] = float(epoch)
         metrics["train_tokens_per_s"] = tokens_per_s  # all workers, training steps only (no evaluation)
         stop = broadcast_flag(update_selection(cfg, metrics, state))
