@@ -3,6 +3,7 @@ elapsed, ETA) in the task's logs, and a progress artifact updated at every evalu
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -52,11 +53,7 @@ class TrainingProgress:
             speed = f"{metrics['tokens_per_s']:,.0f} tok/s | " if "tokens_per_s" in metrics else ""
             self.logger.info("%s %s: %s | %s%s", self.label, where, losses, speed, timing)
         else:
-            shown = {
-                k: round(v, 3)
-                for k, v in metrics.items()
-                if k.startswith(("valid_", "xnli_valid_")) and k.endswith(("_ppl", "_acc"))
-            }
+            shown = {k: round(v, 3) for k, v in metrics.items() if _shown_after_evaluation(k)}
             summary = ", ".join(f"{k}={v}" for k, v in sorted(shown.items()))
             stopped = " (stopping criterion met)" if event.get("stopped") else ""
             self.logger.info("%s %s evaluated%s: %s | %s", self.label, where, stopped, summary, timing)
@@ -67,3 +64,18 @@ class TrainingProgress:
             )
         if self.first is None:
             self.first = (time.monotonic(), update)
+
+
+_PROBE_MEAN = re.compile(r"^valid_[^_]+_[^_]+_(retrieval_p1|tlm_context_gain)$")
+
+
+def _shown_after_evaluation(key: str) -> bool:
+    """The figures of an evaluation's progress line: each valid perplexity, the unigram baseline of their
+    mean, each pair's retrieval P@1 and TLM context gain (means of both directions), XNLI accuracies."""
+    if key.startswith("xnli_valid_"):
+        return key.endswith("_acc")
+    if not key.startswith("valid_"):
+        return False
+    if key.endswith("_unigram_ppl"):
+        return key in ("valid_mlm_unigram_ppl", "valid_clm_unigram_ppl")
+    return key.endswith("_ppl") or bool(_PROBE_MEAN.match(key))
