@@ -191,6 +191,19 @@ def test_concat_pair_reset_positions() -> None:
     assert langs_BT[0, :7].tolist() == [0] * 4 + [1] * 3 and langs_BT[1].tolist() == [0] * 3 + [1] * 5
 
 
+def test_concat_pair_keeps_padding_inside_the_position_table() -> None:
+    # Each side fits 16 positions (at most 14 tokens between its two </s>), but the batch is 34 long: a
+    # short row's padding must not count on past the table (it did, and crashed evaluation).
+    x1, len1 = padded_batch([16, 3], seed=1)
+    x2, len2 = padded_batch([16, 3], seed=2)
+    tokens_BT, lengths_B, positions_BT, langs_BT = concat_pair(x1, len1, 0, x2, len2, 1)
+    assert tokens_BT.shape == (2, 32) and int(positions_BT.max()) == 15
+    assert positions_BT[1, :6].tolist() == [0, 1, 2, 0, 1, 2] and (positions_BT[1, 6:] == 0).all()
+    model = XLMWithLMHeadModel(tiny_arch(int(tokens_BT.max()) + 1, max_position_embeddings=16)).eval()
+    with torch.no_grad():
+        model(tokens_BT, lengths_B=lengths_B, positions_BT=positions_BT, langs_BT=langs_BT)
+
+
 def test_concat_pair_xnli_layout() -> None:
     x1, len1 = padded_batch([4, 3], seed=1)
     x2, len2 = padded_batch([3, 5], seed=2)

@@ -27,7 +27,8 @@ def concat_pair(
     `reset_positions=True` (TLM, CLM on pairs): `</s> A </s></s> B </s>`, lengths len1 + len2, and
     B's positions restart at 0. `reset_positions=False` (XNLI layout): `</s> A </s> B </s>` (B's
     leading `</s>` replaces A's final one), lengths len1 + len2 - 1, continuous positions.
-    Language ids are `lang1` on A and `lang2` from B's first token on (padding included).
+    Language ids are `lang1` on A and `lang2` from B's first token on (padding included); padding has
+    position 0, so a batch mixing short and long pairs never indexes past the position table.
 
     Returns:
         tokens_BT, lengths_B, positions_BT, langs_BT (all int64).
@@ -49,5 +50,8 @@ def concat_pair(
     positions_BT = t_BT.clone()
     if reset_positions:
         positions_BT = torch.where(in_a_BT, t_BT, t_BT - len1_B[:, None])
+    # Padding gets position 0. (The original keeps counting there, t - len1, which exceeds the position
+    # table once a short row shares a batch with a long pair; padding is masked, so nothing else changes.)
+    positions_BT = positions_BT.masked_fill(t_BT >= lengths_B[:, None], 0)
     langs_BT = torch.where(in_a_BT, lang1, lang2).long()
     return tokens_BT, lengths_B.long(), positions_BT, langs_BT
