@@ -428,6 +428,13 @@ class CheckpointConfig(_Section):
 
 class ScalingConfig(_Section):
     num_workers: int = Field(default=2, ge=1, description="Ray Train workers.")
+    min_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pretraining only: Ray Train elastic scaling. The run starts, and after a lost worker or node "
+        "restarts from its last checkpoint, on as many workers as the cluster can place, from this many up to "
+        "num_workers. null: always num_workers, so a restart waits for a replacement node.",
+    )
     use_gpu: bool = Field(default=False, description="One GPU per worker.")
     cpus_per_worker: float = Field(default=1.0, gt=0, description="CPUs reserved per worker.")
     ray_address: str | None = Field(
@@ -448,6 +455,15 @@ class ScalingConfig(_Section):
         "once, each its own `xlm-prepare-language` / `xlm-prepare-pair` flow run, on threads or, with "
         "data_task_runner `ray`, as Ray tasks.",
     )
+
+    @model_validator(mode="after")
+    def _check_workers(self) -> ScalingConfig:
+        if self.min_workers is not None and self.min_workers > self.num_workers:
+            raise ValueError(
+                f"scaling.min_workers ({self.min_workers}) must not exceed scaling.num_workers ({self.num_workers}); "
+                "lower it, or set it to null to always train on num_workers"
+            )
+        return self
 
 
 class TrackingConfig(_Section):

@@ -271,6 +271,9 @@ def launch(
 ) -> TrainOutcome:
     """Train with `cfg.scaling.num_workers` Ray workers; resume the run of the same name if one exists.
 
+    With `scaling.min_workers`, a worker group that lost workers (a node died) restarts from the last
+    checkpoint on as many workers as the cluster still has room for, down to `min_workers`.
+
     Args:
         on_progress: called in this process with rank 0's progress events (`loop.progress_event`).
 
@@ -282,7 +285,14 @@ def launch(
     resume_source(cfg, None)  # a wrong train.resume_from fails here, not in every worker
     loop_config = {"config": to_dict(cfg), "run_id": run_id, "tracking_uri": tracking_uri}
     return _fit(
-        cfg, loop_config, ray_run_name(cfg), cfg.train.validation_metrics, "pretraining", on_progress, keep_latest=True
+        cfg,
+        loop_config,
+        ray_run_name(cfg),
+        cfg.train.validation_metrics,
+        "pretraining",
+        on_progress,
+        keep_latest=True,
+        elastic=True,
     )
 
 
@@ -348,15 +358,16 @@ def _fit(
     on_progress: ProgressCallback | None,
     *,
     keep_latest: bool = False,
+    elastic: bool = False,
 ) -> TrainOutcome:
     from xlm_core.train.ray_policy import ProgressRelay
 
     ensure_ray(cfg)
     if on_progress is None:
-        return _run_trainer(cfg, loop_config, name, validation_metrics, job, keep_latest)
+        return _run_trainer(cfg, loop_config, name, validation_metrics, job, keep_latest, elastic)
     with ProgressRelay(on_progress) as relay:
         queued = loop_config | {"progress_queue": relay.queue}
-        return _run_trainer(cfg, queued, name, validation_metrics, job, keep_latest)
+        return _run_trainer(cfg, queued, name, validation_metrics, job, keep_latest, elastic)
 
 
 def _run_trainer(
@@ -366,9 +377,12 @@ def _run_trainer(
     validation_metrics: list[str],
     job: str,
     keep_latest: bool = False,
+    elastic: bool = False,
 ) -> TrainOutcome:
     """`keep_latest` (pretraining): Ray keeps the latest `checkpoint.num_to_keep` checkpoints, mid-epoch
-    ones included, which carry no score; the best ones are kept apart (`_keep_best_callback`)."""
+    ones included, which carry no score; the best ones are kept apart (`_keep_best_callback`).
+    `elastic` (pretraining): `scaling.min_workers` applies. Fine-tuning keeps a fixed worker count,
+    since its global batch must divide among the workers."""
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -380,13 +394,18 @@ def _run_trainer(
     score_key, mode = metric.lstrip("_"), ("min" if metric.startswith("_") else "max")
     failure_config = FailFastConfig(max_failures=cfg.scaling.max_failures)
     failure_config.run_name = name
+    scaling = cfg.scaling
+    num_workers: int | tuple[int, int] = scaling.num_workers
+    if elastic and scaling.min_workers is not None and scaling.min_workers < scaling.num_workers:
+        # Ray Train's elastic range: (re)start on what the cluster can place, from min_workers up.
+        num_workers = (scaling.min_workers, scaling.num_workers)
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
-            num_workers=cfg.scaling.num_workers,
-            use_gpu=cfg.scaling.use_gpu,
-            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker} | ({"GPU": 1} if cfg.scaling.use_gpu else {}),
+            num_workers=num_workers,
+            use_gpu=scaling.use_gpu,
+            resources_per_worker={"CPU": scaling.cpus_per_worker} | ({"GPU": 1} if scaling.use_gpu else {}),
         ),
         run_config=ray.train.RunConfig(
             name=name,
@@ -402,7 +421,7 @@ def _run_trainer(
             logging_config=ray.train.LoggingConfig(log_level="WARNING"),
         ),
     )
-    logger.info("Ray Train run %s: %d workers, storage %s", name, cfg.scaling.num_workers, storage)
+    logger.info("Ray Train run %s: %s workers, storage %s", name, num_workers, storage)
     try:
         result = trainer.fit()
     except ray.train.WorkerGroupError as e:

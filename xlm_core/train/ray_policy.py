@@ -6,7 +6,9 @@ function itself (a bad batch, a shape error, a missing file): it repeats on ever
 retry only adds minutes and another traceback. The worker wraps such errors in
 `DeterministicTrainingError`; `FailFast` (a callback on the controller) sees it among the worker
 errors before the controller's failure policy decides, and `FailFastConfig` then reports no retries
-left for that run. A dead worker (`RayActorError`) is never treated as deterministic.
+left for that run. A worker that died or stopped answering (its process, or the whole node, was lost)
+is never treated as deterministic: the run restarts from its last checkpoint, counted against
+`scaling.max_failures`, even when the surviving workers' errors look like errors of the code.
 
 Progress. Rank 0 puts small progress events on a Ray queue; the driver drains it on a thread and
 hands each event to a callback (the Prefect task logs it), so progress reaches the orchestrator
@@ -24,7 +26,9 @@ from typing import Any
 
 import ray
 import ray.train
+from ray.train.v2._internal.exceptions import WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError
 from ray.util.queue import Empty, Full, Queue
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 __all__ = [
     "DeterministicTrainingError",
@@ -33,6 +37,7 @@ __all__ = [
     "ProgressRelay",
     "is_transient",
     "put_progress",
+    "worker_lost",
 ]
 
 logger = logging.getLogger(__name__)
@@ -91,17 +96,31 @@ class FailFastConfig(ray.train.FailureConfig):
         self._max_failures = value
 
 
+def worker_lost(error: BaseException) -> bool:
+    """Whether a worker's error says the worker itself is gone (process or node lost), not that its code raised.
+
+    Ray Train 2.60 reports a dead worker as the failed health check that found it dead
+    (`WorkerHealthCheckFailedError` wrapping a `RayActorError`), or one that hangs past
+    `RAY_TRAIN_WORKER_HEALTH_CHECK_TIMEOUT_S` (`WorkerHealthCheckTimeoutError`)."""
+    if isinstance(error, WorkerHealthCheckTimeoutError):
+        return True
+    if isinstance(error, WorkerHealthCheckFailedError):
+        error = error.health_check_failure
+    return isinstance(error, ray.exceptions.RayActorError)
+
+
 class FailFast(ray.train.UserCallback):
     """Marks run `run_name` as failed for good when a worker raised `DeterministicTrainingError` and
-    no worker died. Ray calls `after_exception` before its failure policy makes the decision."""
+    no worker was lost. Ray calls `after_exception` before its failure policy makes the decision."""
 
     def __init__(self, run_name: str) -> None:
         self.run_name = run_name
 
     def after_exception(self, run_context: Any, worker_exceptions: dict[int, Exception]) -> None:
         errors = list(worker_exceptions.values())
-        died = any(isinstance(e, ray.exceptions.RayActorError) for e in errors)
-        if not died and any(isinstance(e, DeterministicTrainingError) for e in errors):
+        if any(worker_lost(e) for e in errors):
+            return
+        if any(isinstance(e, DeterministicTrainingError) for e in errors):
             _FAILED_FOR_GOOD.add(self.run_name)
 
 
@@ -110,7 +129,10 @@ class ProgressRelay:
     caller's context (so a Prefect task's logger and artifacts work inside `callback`)."""
 
     def __init__(self, callback: Callable[[dict[str, Any]], None]) -> None:
-        self.queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0})
+        # Pinned to the driver's node, as Ray Train pins its controller: with Ray's default placement
+        # the queue may land on a worker node, and losing that node would end the relay mid-run.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.queue = Queue(maxsize=10_000, actor_options={"num_cpus": 0, "scheduling_strategy": here})
         self._callback = callback
         self._stop = threading.Event()
         context = contextvars.copy_context()
