@@ -133,10 +133,7 @@ def prefect_run_url() -> str | None:
     the local UI's address (`make ui`) is used."""
     if not flow_run.id:
         return None
-    url = url_for("flow-run", obj_id=flow_run.id, default_base_url=PREFECT_UI)
-    if not url or not url.startswith(("http://", "https://")):
-        url = f"{PREFECT_UI}/runs/flow-run/{flow_run.id}"
-    return url
+    return url_for("flow-run", obj_id=flow_run.id, default_base_url=PREFECT_UI)
 
 
 @functools.lru_cache(maxsize=1)

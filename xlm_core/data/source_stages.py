@@ -35,6 +35,7 @@ __all__ = [
     "extract_wikipedia",
     "fetch_opus",
     "fetch_wikipedia",
+    "latest_record",
     "prepare_sources",
     "read_parallel",
     "source_cache_key",
@@ -100,7 +101,8 @@ def _wiki_servers(cfg: PipelineConfig, base_url: str) -> list[str]:
     return [base_url, *(m for m in mirrors if m != base_url)]
 
 
-def _latest_record(cfg: PipelineConfig, lang: str) -> Path:
+def latest_record(cfg: PipelineConfig, lang: str) -> Path:
+    """Where the fetch stage records the date `latest` resolved to for `lang`."""
     return dump_dates.latest_record_path(_layout(cfg).downloads / "wikipedia", lang, cfg.data.wikipedia.multistream)
 
 
@@ -109,7 +111,7 @@ def _wiki_download_stage(cfg: PipelineConfig, lang: str, base_url: str) -> Stage
     wiki = cfg.data.wikipedia
     date = wiki.dump_date
     if date == "latest":
-        date = dump_dates.recorded_date(_latest_record(cfg, lang))
+        date = dump_dates.recorded_date(latest_record(cfg, lang))
         if date is None:
             return None
     url = wikipedia.dump_url(base_url, lang, date, wiki.multistream)
@@ -131,7 +133,7 @@ def _fetch_wikipedia(cfg: PipelineConfig, lang: str, base_url: str) -> dict[str,
     """
     wiki = cfg.data.wikipedia
     servers = _wiki_servers(cfg, base_url)
-    record = _latest_record(cfg, lang)
+    record = latest_record(cfg, lang)
     resolution = dump_dates.resolve_dump_date(
         servers, lang, wiki.dump_date, record=record, multistream=wiki.multistream
     )

@@ -144,7 +144,6 @@ def evidence(
     metrics: Mapping[str, Any],
     xnli_metrics: Mapping[str, Any] | None = None,
     *,
-    probe_pairs: Mapping[str, float] | None = None,
     split: str = "valid",
     n_classes: int = 3,
 ) -> dict[str, Any]:
@@ -176,7 +175,7 @@ def evidence(
         for field, metric in (("retrieval_p1", "retrieval_p1"), ("context_gain", "tlm_context_gain")):
             if row[field] is not None:
                 out[f"{stem}_{metric}"] = row[field]
-        pairs = _number((probe_pairs or metrics).get(f"{stem}_probe_pairs"))
+        pairs = _number(metrics.get(f"{stem}_probe_pairs"))
         if pairs:
             chances.append(100.0 / pairs)
     for name, field in (("retrieval_p1", "retrieval_p1"), ("tlm_context_gain", "context_gain")):

@@ -14,10 +14,10 @@ from typing import Any
 from xlm_core.checkpoint import STATE_FILE, CheckpointError, error_summary, load_checkpoint
 from xlm_core.config import PipelineConfig, config_from_dict
 from xlm_core.data.dictionary import Dictionary
-from xlm_core.data.dump_dates import latest_record_path, recorded_date
+from xlm_core.data.dump_dates import recorded_date
+from xlm_core.data.source_stages import latest_record
 from xlm_core.export.hf import export_lm, verify_export
 from xlm_core.model import XLMArchitecture, XLMWithLMHeadModel
-from xlm_core.paths import WorkLayout
 
 __all__ = [
     "card_info_from_config",
@@ -72,10 +72,9 @@ def _dump_dates(cfg: PipelineConfig) -> str:
     wiki, langs = cfg.data.wikipedia, cfg.data.mono
     if wiki.dump_date != "latest":
         return f"{wiki.dump_date} ({', '.join(langs)})"
-    downloads = WorkLayout(cfg.workdir).downloads / "wikipedia"
     by_date: dict[str, list[str]] = {}
     for lang in langs:
-        date = recorded_date(latest_record_path(downloads, lang, wiki.multistream)) or "latest (not yet resolved)"
+        date = recorded_date(latest_record(cfg, lang)) or "latest (not yet resolved)"
         by_date.setdefault(date, []).append(lang)
     return "; ".join(f"{date} ({', '.join(names)})" for date, names in by_date.items())
 

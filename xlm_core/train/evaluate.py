@@ -82,7 +82,6 @@ def probe_metrics(
         lang2id,
         causal=cfg.causal,
         max_pairs=cfg.train.probe_pairs,
-        max_len=cfg.model.max_position_embeddings - 2,
         layer=cfg.train.probe_layer,
         word_pred=cfg.objectives.word_pred,
         seed=cfg.experiment.seed,
