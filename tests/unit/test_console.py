@@ -33,12 +33,12 @@ def test_self_explaining_errors_lose_their_traceback_only() -> None:
 
 
 def test_flow_run_url_falls_back_to_the_local_ui_when_prefect_has_none(monkeypatch) -> None:
-    from prefect.settings import PREFECT_UI_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
     from tasks import tracking
 
     monkeypatch.setattr(tracking.flow_run, "id", "abc", raising=False)
-    with temporary_settings(restore_defaults={PREFECT_UI_URL}):
+    with temporary_settings(restore_defaults={PREFECT_UI_URL, PREFECT_API_URL}):  # no server: no UI address
         assert tracking.prefect_run_url() == "http://127.0.0.1:4200/runs/flow-run/abc"
     with temporary_settings({PREFECT_UI_URL: "http://127.0.0.1:4321"}):
         assert tracking.prefect_run_url() == "http://127.0.0.1:4321/runs/flow-run/abc"
